@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def default_sender() -> str:
+    return settings.SENDER_EMAIL
+
+
+class BurstStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# The burst state machine: services refuse any move not listed here.
+BURST_TRANSITIONS: dict[str, frozenset[str]] = {
+    BurstStatus.DRAFT: frozenset({BurstStatus.SCHEDULED, BurstStatus.SENDING}),
+    BurstStatus.SCHEDULED: frozenset(
+        {BurstStatus.SCHEDULED, BurstStatus.SENDING, BurstStatus.CANCELLED, BurstStatus.DRAFT}
+    ),
+    BurstStatus.SENDING: frozenset({BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED}),
+    BurstStatus.PAUSED: frozenset({BurstStatus.SENDING, BurstStatus.CANCELLED}),
+    BurstStatus.SENT: frozenset(),
+    BurstStatus.CANCELLED: frozenset(),
+}
+
+EDITABLE_BURST_STATUSES = frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED})
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    NOT_FOUND = "not_found", "Not found"
+    CONNECTION_ERROR = "connection_error", "Connection error"
+    FAILED = "failed", "Failed"
+    OTHER_ERROR = "other_error", "Other error"
+    SKIPPED = "skipped", "Skipped"
+
+
+FAILED_DELIVERY_STATUSES = frozenset(
+    {
+        DeliveryStatus.NOT_FOUND,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.CONNECTION_ERROR,
+        DeliveryStatus.OTHER_ERROR,
+    }
+)
+TERMINAL_DELIVERY_STATUSES = FAILED_DELIVERY_STATUSES | {DeliveryStatus.SENT, DeliveryStatus.SKIPPED}
+
+
+class EmailBurst(models.Model):
+    subject = models.CharField(max_length=200)
+    body = models.TextField(help_text="Plain-text body, a Django template rendered per member.")
+    html_body = models.TextField(blank=True, help_text="Optional HTML body, a Django template.")
+    sender = models.EmailField(default=default_sender, help_text="From address.")
+    from_name = models.CharField(max_length=100, blank=True, help_text="Display name in From.")
+    reply_to = models.EmailField(blank=True)
+    recipients = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="email_bursts", blank=True
+    )
+    all_members = models.BooleanField(
+        default=False, help_text="Send to every active, subscribed member at send time."
+    )
+    status = models.CharField(max_length=16, choices=BurstStatus.choices, default=BurstStatus.DRAFT)
+    pause_reason = models.TextField(blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # False while deliveries are still being created: a burst is never
+    # finished before all of its deliveries exist.
+    deliveries_ready = models.BooleanField(default=False, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="created_bursts",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "email burst"
+        verbose_name_plural = "email bursts"
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("send_emailburst", "Can send, schedule, pause, resume and cancel email bursts"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "scheduled_at"], name="burst_status_sched_idx"),
+            models.Index(fields=["-created_at"], name="burst_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in EDITABLE_BURST_STATUSES
+
+    def can_become(self, status: str) -> bool:
+        return status in BURST_TRANSITIONS[self.status]
+
+
+def attachment_path(instance: EmailAttachment, filename: str) -> str:
+    return f"attachments/{instance.burst_id}/{PurePath(filename).name}"
+
+
+class EmailAttachment(models.Model):
+    burst = models.ForeignKey(EmailBurst, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "attachment"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class Delivery(models.Model):
+    """One recipient of one burst, and what happened to their message."""
+
+    burst = models.ForeignKey(EmailBurst, on_delete=models.CASCADE, related_name="deliveries")
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    # The address used at send time; emptied when the member is deleted.
+    email = models.EmailField(max_length=254, blank=True)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Engine bookkeeping: who holds the delivery and until when, and when a
+    # transient failure may be tried again.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "delivery"
+        verbose_name_plural = "deliveries"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["burst", "member"], name="delivery_burst_member_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["burst", "status"], name="delivery_burst_status_idx"),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="delivery_lease_idx",
+                condition=Q(lease_expires_at__isnull=False),
+            ),
+            models.Index(fields=["member", "-id"], name="delivery_member_recent_idx"),
+            models.Index(fields=["status", "updated_at"], name="delivery_status_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email or 'deleted member'}: {self.get_status_display()}"
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries, so a receiver can tell a retry from a new message."""
+        domain = settings.SENDER_EMAIL.rsplit("@", 1)[-1] or "localhost"
+        return f"<burst{self.burst_id}.delivery{self.pk}@{domain}>"

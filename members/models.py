@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class MemberManager(UserManager):
+    def get_by_natural_key(self, username):
+        return self.get(**{self.model.USERNAME_FIELD: username})
+
+    def subscribed(self) -> models.QuerySet[Member]:
+        """Members a burst for "all members" mails: active and not unsubscribed."""
+        return self.filter(is_active=True, unsubscribed_at__isnull=True)
+
+
+class Member(AbstractUser):
+    """An organisation's member; staff users are members with ``is_staff``."""
+
+    email = models.EmailField("email address", max_length=254, unique=True)
+    middle_name = models.CharField(max_length=150, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    is_verified = models.BooleanField(default=False)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MemberManager()
+
+    USERNAME_FIELD = "username"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        verbose_name = "member"
+        verbose_name_plural = "members"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="member_email_ci_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["is_staff"], name="member_is_staff_idx"),
+            models.Index(fields=["last_name", "first_name"], name="member_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        full = self.get_full_name()
+        return f"{full} <{self.email}>" if full else self.email or self.username
+
+    def get_full_name(self) -> str:
+        parts = (self.first_name, self.middle_name, self.last_name)
+        return " ".join(p for p in parts if p).strip()
+
+    @property
+    def is_subscribed(self) -> bool:
+        return self.unsubscribed_at is None
+
+    def clean(self) -> None:
+        super().clean()
+        if self.email:
+            self.email = type(self).objects.normalize_email(self.email)

@@ -1,0 +1,12 @@
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+
+from members.models import Member
+
+
+@receiver(pre_delete, sender=Member)
+def forget_address_on_delete(sender, instance: Member, **kwargs) -> None:
+    """Past deliveries stay for the statistics, without the member's address."""
+    from campaigns.models import Delivery
+
+    Delivery.objects.filter(member=instance).update(email="")

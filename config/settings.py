@@ -91,7 +91,7 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-X_FRAME_OPTIONS = "SAMEORIGIN"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     # unfold and its contribs must come before django.contrib.admin and import_export
@@ -168,6 +168,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not pytest-django's in-memory default) so that a run_huey
     # subprocess started by a test sees the same test database.
     _db["TEST"] = {"NAME": str(Path(_db["NAME"]).with_name("test_" + Path(_db["NAME"]).name))}
+    if _db["NAME"] == ":memory:":
+        _db["TEST"] = {}
 elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
     _db["ENGINE"] = "django.db.backends.postgresql"
     _db["CONN_MAX_AGE"] = _number("CONN_MAX_AGE", 0)

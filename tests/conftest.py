@@ -1,0 +1,128 @@
+"""Shared fixtures: a small named cast, and the switches for real services.
+
+Tests that need PostgreSQL, Redis or chromium skip with a reason when those are
+not configured, and fail instead when REQUIRE_SERVICES=1 (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def require_postgres() -> None:
+    if not is_postgres():
+        _unavailable("needs PostgreSQL: DATABASE_URL is not a postgres:// URL")
+
+
+@pytest.fixture
+def require_redis() -> str:
+    url = settings.REDIS_URL
+    if not url:
+        _unavailable("needs Redis: REDIS_URL is not set")
+    parts = urlsplit(url)
+    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
+        _unavailable(f"Redis at {parts.hostname}:{parts.port or 6379} is not reachable")
+    return url
+
+
+@pytest.fixture
+def require_chromium() -> str:
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        _unavailable(f"needs chromium at {CHROMIUM} (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def immediate_huey():
+    """Run huey tasks inline. override_settings(HUEY=...) has no effect on djhuey."""
+    from huey.contrib.djhuey import HUEY
+
+    previous = HUEY.immediate
+    HUEY.immediate = True
+    yield HUEY
+    HUEY.immediate = previous
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """Give each test run its own test database, so that runs side by side
+    (a developer's and CI's, or several helpers') never share one."""
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    base = test.get("NAME") or "test_emailer"
+    if connection.vendor == "sqlite":
+        root, dot, ext = base.rpartition(".")
+        test["NAME"] = f"{root}_{os.getpid()}.{ext}" if dot else f"{base}_{os.getpid()}"
+    else:
+        test["NAME"] = f"{base}_{os.getpid()}"
+
+
+# --- the cast -------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser(db):
+    from members.models import Member
+
+    return Member.objects.create_superuser(
+        username="root", email="root@example.test", password="root-pass-1234"
+    )
+
+
+@pytest.fixture
+def staff_user(db):
+    from django.contrib.auth.models import Permission
+
+    from members.models import Member
+
+    user = Member.objects.create_user(
+        username="sam.staff",
+        email="sam.staff@example.test",
+        password="staff-pass-1234",
+        first_name="Sam",
+        last_name="Staff",
+        is_staff=True,
+    )
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["campaigns", "members"]))
+    return user
+
+
+@pytest.fixture
+def member(db):
+    from members.models import Member
+
+    return Member.objects.create_user(
+        username="ada",
+        email="ada@example.test",
+        password="member-pass-1234",
+        first_name="Ada",
+        last_name="Lovelace",
+    )

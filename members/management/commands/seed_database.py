@@ -41,7 +41,12 @@ MEMBERS: tuple[Person, ...] = (
     Person("amelia.hart", "amelia.hart@example.com", "Amelia", "Hart", datetime.date(1979, 6, 24)),
     Person("daniel.novak", "daniel.novak@example.net", "Daniel", "Novák", datetime.date(1988, 1, 17)),
     Person(
-        "sofia.martinez", "sofia.martinez@example.org", "Sofía", "Martínez", datetime.date(1995, 9, 5), "Isabel"
+        "sofia.martinez",
+        "sofia.martinez@example.org",
+        "Sofía",
+        "Martínez",
+        datetime.date(1995, 9, 5),
+        "Isabel",
     ),
     Person("liam.oconnor", "liam.oconnor@example.com", "Liam", "O'Connor", datetime.date(1972, 12, 30)),
     Person(

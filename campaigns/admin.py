@@ -13,7 +13,15 @@ class AttachmentInline(TabularInline):
 
 @admin.register(EmailBurst)
 class EmailBurstAdmin(ModelAdmin):
-    list_display = ("subject", "status", "all_members", "scheduled_at", "started_at", "finished_at", "created_at")
+    list_display = (
+        "subject",
+        "status",
+        "all_members",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
+        "created_at",
+    )
     list_filter = ("status", "all_members")
     search_fields = ("subject",)
     autocomplete_fields = ("recipients",)

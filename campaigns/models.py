@@ -63,9 +63,7 @@ class EmailBurst(models.Model):
     sender = models.EmailField(default=default_sender, help_text="From address.")
     from_name = models.CharField(max_length=100, blank=True, help_text="Display name in From.")
     reply_to = models.EmailField(blank=True)
-    recipients = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="email_bursts", blank=True
-    )
+    recipients = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="email_bursts", blank=True)
     all_members = models.BooleanField(
         default=False, help_text="Send to every active, subscribed member at send time."
     )
@@ -143,9 +141,7 @@ class Delivery(models.Model):
     )
     # The address used at send time; emptied when the member is deleted.
     email = models.EmailField(max_length=254, blank=True)
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)

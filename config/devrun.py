@@ -28,9 +28,7 @@ def start_all() -> dict[str, subprocess.Popen]:
     for name, args in PROCESSES.items():
         # Own process group: the terminal's Ctrl-C reaches only us, and we stop
         # the children in order, each given time to finish what it is doing.
-        children[name] = subprocess.Popen(
-            [sys.executable, *args], cwd=BASE_DIR, start_new_session=True
-        )
+        children[name] = subprocess.Popen([sys.executable, *args], cwd=BASE_DIR, start_new_session=True)
         print(f"[devrun] started {name} (pid {children[name].pid}): {' '.join(args)}", flush=True)
     return children
 

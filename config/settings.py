@@ -69,9 +69,7 @@ DEBUG = _bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is required when DEBUG is off (set DEBUG=1 for development)."
-        )
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off (set DEBUG=1 for development).")
     SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production-emailer"
 
 ALLOWED_HOSTS = _list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
@@ -197,7 +195,9 @@ TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 try:
     zoneinfo.ZoneInfo(TIME_ZONE)
 except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-    raise ImproperlyConfigured(f"TIME_ZONE must be an IANA time zone such as Europe/Paris, got {TIME_ZONE!r}") from None
+    raise ImproperlyConfigured(
+        f"TIME_ZONE must be an IANA time zone such as Europe/Paris, got {TIME_ZONE!r}"
+    ) from None
 USE_I18N = True
 USE_TZ = True
 

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from campaigns.views import unsubscribe
 from config.api import api
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
 ]

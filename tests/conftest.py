@@ -15,6 +15,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+pytest_plugins = ["tests.smtpd"]
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 

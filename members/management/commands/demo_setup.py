@@ -28,9 +28,7 @@ class Command(BaseCommand):
             )
             return
         password = secrets.token_urlsafe(12)
-        Member.objects.create_superuser(
-            username=DEMO_USERNAME, email="admin@localhost", password=password
-        )
+        Member.objects.create_superuser(username=DEMO_USERNAME, email="admin@localhost", password=password)
         bar = "=" * 60
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,7 +1,7 @@
 """Print staff users, members and email bursts as aligned plain-text tables (SPEC section 8).
 
-Three list queries, plus one count per table that is cut by --limit: the
-query count never grows with the data.
+One query per table (recipient counts are annotated), plus one count per table
+with --limit: the number of queries never grows with the data.
 """
 
 from __future__ import annotations
@@ -76,14 +76,11 @@ def yes_no(value: bool) -> str:
 
 
 def take(queryset: QuerySet, limit: int) -> tuple[list, int]:
-    """The first `limit` rows (all if 0) and the total, counted only when cut."""
+    """The first `limit` rows (all if 0) and the total: one query, or two with a limit."""
     if not limit:
         rows = list(queryset)
         return rows, len(rows)
-    rows = list(queryset[: limit + 1])
-    if len(rows) <= limit:
-        return rows, len(rows)
-    return rows[:limit], queryset.count()
+    return list(queryset[:limit]), queryset.count()
 
 
 def staff_table(limit: int) -> Table:

@@ -1,0 +1,707 @@
+"""Sending: rendering, MIME building, SMTP and the classification of replies,
+and the chunk loop that the huey tasks run.
+
+One chunk task claims up to EMAIL_CHUNK_SIZE deliveries of one burst, sends them
+over ONE SMTP connection (reconnecting when it drops), and writes the outcomes as
+grouped UPDATEs every few dozen messages, renewing its lease as it goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.header import Header
+from email.utils import formataddr, formatdate
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from campaigns.ratelimit import get_rate_limiter
+from campaigns.templating import CompiledBurst, compile_burst, member_context
+
+logger = logging.getLogger(__name__)
+
+UNSUBSCRIBE_SALT = "emailer.unsubscribe"
+FLUSH_EVERY = 50
+FLUSH_SECONDS = 1.0
+ENHANCED_CODE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+
+# --- classification ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    error: str = ""
+    transient: bool = False  # worth another try later (4xx, dropped connection)
+    reconnect: bool = False  # the connection is unusable after this
+    smtp_tried: bool = True  # counts as an attempt
+    burst_fault: str = ""  # the whole burst must pause (auth refused, sender refused)
+
+
+SENT = Outcome(DeliveryStatus.SENT)
+
+
+def _text(message: bytes | str) -> str:
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return " ".join(message.split())
+
+
+def classify(code: int, message: bytes | str, *, stage: str) -> Outcome:
+    """Map one SMTP reply to a delivery outcome (SPEC section 4)."""
+    text = _text(message)
+    error = f"{code} {text} (at {stage.upper()})".replace("  ", " ")
+    reconnect = code == 421
+    if 200 <= code < 300:
+        return SENT
+    if stage == "rcpt" and code == 552:
+        # RFC 5321 section 4.5.3.1.10: 552 at RCPT is to be treated as temporary.
+        return Outcome(DeliveryStatus.FAILED, error, transient=True, reconnect=reconnect)
+    enhanced = ENHANCED_CODE.match(text)
+    if enhanced:
+        klass, subject, detail = enhanced.groups()
+        if klass == "4":
+            return Outcome(DeliveryStatus.FAILED, error, transient=True, reconnect=reconnect)
+        if klass == "5":
+            if subject == "1" or (subject == "2" and detail == "1"):
+                return Outcome(DeliveryStatus.NOT_FOUND, error)
+            return Outcome(DeliveryStatus.FAILED, error)
+    if 400 <= code < 500:
+        return Outcome(DeliveryStatus.FAILED, error, transient=True, reconnect=reconnect)
+    if code in (550, 551, 553):
+        return Outcome(DeliveryStatus.NOT_FOUND, error)
+    if 500 <= code < 600:
+        return Outcome(DeliveryStatus.FAILED, error)
+    return Outcome(DeliveryStatus.OTHER_ERROR, f"Unexpected SMTP reply {error}", reconnect=True)
+
+
+def connection_failure(exc: BaseException) -> Outcome:
+    kind = type(exc).__name__
+    detail = _text(str(exc)) or kind
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        detail = f"timed out after {settings.EMAIL_TIMEOUT:g} s"
+    return Outcome(
+        DeliveryStatus.CONNECTION_ERROR,
+        f"Connection error: {detail} ({kind})",
+        transient=True,
+        reconnect=True,
+    )
+
+
+# --- SMTP ----------------------------------------------------------------------------
+
+
+class BurstFault(Exception):
+    """Nothing can be sent for this burst until someone acts (credentials, sender)."""
+
+
+class SmtpSession:
+    """One SMTP connection reused for many messages, reopened when it drops."""
+
+    def __init__(self) -> None:
+        self.conn: smtplib.SMTP | None = None
+        self.connections_opened = 0
+
+    def __enter__(self) -> SmtpSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> smtplib.SMTP:
+        timeout = settings.EMAIL_TIMEOUT
+        if settings.EMAIL_USE_SSL:
+            conn = smtplib.SMTP_SSL(
+                settings.EMAIL_HOST,
+                settings.EMAIL_PORT,
+                timeout=timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            conn = smtplib.SMTP(settings.EMAIL_HOST, settings.EMAIL_PORT, timeout=timeout)
+        try:
+            conn.ehlo()
+            if settings.EMAIL_USE_TLS:
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            user, password = settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD
+            if user and password:
+                try:
+                    conn.login(user, password)
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise BurstFault(
+                        f"SMTP authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}"
+                    ) from None
+                except smtplib.SMTPNotSupportedError:
+                    raise BurstFault(
+                        "SMTP server does not offer AUTH but a user and password are set"
+                    ) from None
+        except BaseException:
+            _close_quietly(conn)
+            raise
+        self.connections_opened += 1
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.quit()
+            except (smtplib.SMTPException, OSError):
+                _close_quietly(self.conn)
+            self.conn = None
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            _close_quietly(self.conn)
+            self.conn = None
+
+    def deliver(self, sender: str, recipient: str, message: bytes) -> Outcome:
+        """One transaction: MAIL, RCPT, DATA; every failure becomes an Outcome."""
+        try:
+            if self.conn is None:
+                self.conn = self.open()
+            outcome = self._transaction(self.conn, sender, recipient, message)
+        except BurstFault as exc:
+            self.drop()
+            return Outcome(DeliveryStatus.PENDING, str(exc), smtp_tried=False, burst_fault=str(exc))
+        except smtplib.SMTPResponseException as exc:
+            outcome = classify(exc.smtp_code, exc.smtp_error, stage="connect")
+            outcome = Outcome(DeliveryStatus.CONNECTION_ERROR, outcome.error, transient=True, reconnect=True)
+        except (smtplib.SMTPException, OSError, ssl.SSLError, UnicodeError) as exc:
+            if isinstance(exc, UnicodeError):
+                self._reset()
+                return Outcome(
+                    DeliveryStatus.OTHER_ERROR, f"Could not encode the message: {exc}", smtp_tried=False
+                )
+            outcome = connection_failure(exc)
+        if outcome.reconnect:
+            self.drop()
+        return outcome
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> Outcome:
+        code, reply = conn.mail(sender)
+        if code != 250:
+            if 500 <= code < 600:
+                self._reset()
+                raise BurstFault(f"Sender {sender} refused: {code} {_text(reply)}")
+            return self._failed(classify(code, reply, stage="mail"))
+        code, reply = conn.rcpt(recipient)
+        if code not in (250, 251):
+            return self._failed(classify(code, reply, stage="rcpt"))
+        try:
+            code, reply = conn.data(message)
+        except smtplib.SMTPDataError as exc:
+            return self._failed(classify(exc.smtp_code, exc.smtp_error, stage="data"))
+        if code != 250:
+            return self._failed(classify(code, reply, stage="data"))
+        return SENT
+
+    def _failed(self, outcome: Outcome) -> Outcome:
+        if not outcome.reconnect:
+            self._reset()
+        return outcome
+
+    def _reset(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.rset()
+            except (smtplib.SMTPException, OSError):
+                self.drop()
+
+
+def _close_quietly(conn: smtplib.SMTP) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True)
+class SmtpCheck:
+    ok: bool
+    message: str
+
+
+def smtp_check() -> SmtpCheck:
+    """Connect, EHLO, STARTTLS and AUTH as configured, QUIT; no message is sent."""
+    where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    session = SmtpSession()
+    try:
+        session.conn = session.open()
+    except BurstFault as exc:
+        return SmtpCheck(False, f"{where}: {exc}")
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        return SmtpCheck(False, f"{where}: {connection_failure(exc).error}")
+    finally:
+        session.close()
+    return SmtpCheck(True, f"Connected to {where}" + (" with STARTTLS" if settings.EMAIL_USE_TLS else ""))
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+_signer = signing.Signer(salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_token(member_id: int) -> str:
+    # Stable (no timestamp): the same member always gets the same link.
+    return _signer.sign(str(member_id))
+
+
+def member_id_from_token(token: str) -> int:
+    """Raises signing.BadSignature for a tampered token."""
+    value = signing.Signer(salt=UNSUBSCRIBE_SALT).unsign(token)
+    if not value.isdigit():
+        raise signing.BadSignature("not a member id")
+    return int(value)
+
+
+def unsubscribe_url(member_id: int) -> str:
+    return settings.SITE_URL + reverse("unsubscribe", args=[unsubscribe_token(member_id)])
+
+
+def header_safe(value: str) -> str:
+    """Header values never carry CR/LF: they could add headers or recipients."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def _encode_header(value: str) -> str:
+    return Header(header_safe(value), "utf-8" if not value.isascii() else "us-ascii", maxlinelen=76).encode()
+
+
+def _address(name: str, email: str) -> str:
+    email = header_safe(email)
+    name = header_safe(name)
+    if not name:
+        return email
+    return formataddr((name, email), charset="utf-8")
+
+
+def _qp(text: str) -> bytes:
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, istext=True)
+
+
+def _html_document(html: str, title: str) -> str:
+    if "<html" in html[:500].lower():
+        return html
+    from django.utils.html import escape
+
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n</head>\n<body>\n{html}\n</body>\n</html>\n"
+    )
+
+
+def _html_with_footer(html: str, footer: str) -> str:
+    index = html.lower().rfind("</body>")
+    if index == -1:
+        return html + footer
+    return html[:index] + footer + html[index:]
+
+
+@dataclass
+class PreparedBurst:
+    """Everything about a burst's messages that is the same for every member."""
+
+    burst_id: int
+    subject_source: str
+    compiled: CompiledBurst
+    envelope_from: str
+    from_header: str
+    reply_to: str
+    list_id: str
+    domain: str
+    attachments: list[bytes]  # complete MIME parts, encoded once
+    boundary: str
+    attachment_error: str = ""
+
+    def build(self, *, delivery_id: int, to_email: str, to_name: str, context: dict[str, Any]) -> bytes:
+        subject, text, html = self.compiled.render(context)
+        url = context["unsubscribe_url"]
+        text = (
+            text.rstrip()
+            + "\n\n-- \nYou receive this because you are a member. "
+            + f"To stop receiving these emails, unsubscribe: {url}\n"
+        )
+        headers = [
+            f"From: {self.from_header}",
+            f"To: {_address(to_name, to_email)}",
+            f"Subject: {_encode_header(subject)}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Message-ID: <burst{self.burst_id}.delivery{delivery_id}@{self.domain}>",
+        ]
+        if self.reply_to:
+            headers.append(f"Reply-To: {self.reply_to}")
+        unsub = f"<{url}>"
+        if settings.UNSUBSCRIBE_MAILTO:
+            unsub += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
+        headers += [
+            f"List-Id: {self.list_id}",
+            f"List-Unsubscribe: {unsub}",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "MIME-Version: 1.0",
+        ]
+        text_part = (
+            b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+            + _qp(text)
+        )
+        if html is not None:
+            from django.utils.html import escape
+
+            footer = (
+                '\n<hr>\n<p style="font-size:12px;color:#666666">You receive this because you are a member. '
+                f'<a href="{escape(url)}">Unsubscribe</a> to stop receiving these emails.</p>\n'
+            )
+            html_doc = _html_with_footer(_html_document(html, subject), footer)
+            html_part = (
+                b"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+                + _qp(html_doc)
+            )
+            alt = self.boundary + "a"
+            body = _multipart("alternative", alt, [text_part, html_part])
+        else:
+            body = text_part
+        if self.attachments:
+            mixed = self.boundary + "m"
+            body = _multipart("mixed", mixed, [body, *self.attachments])
+        head = "\n".join(headers).encode("ascii") + b"\n"
+        # SMTP wants CRLF line ends, and smtplib does not convert bytes.
+        return (head + body).replace(b"\n", b"\r\n")
+
+
+def _multipart(subtype: str, boundary: str, parts: list[bytes]) -> bytes:
+    b = boundary.encode("ascii")
+    out = [f'Content-Type: multipart/{subtype}; boundary="{boundary}"\n\n'.encode("ascii")]
+    for part in parts:
+        out.append(b"--" + b + b"\n" + part.rstrip(b"\n") + b"\n")
+    out.append(b"--" + b + b"--\n")
+    return b"".join(out)
+
+
+def _attachment_part(filename: str, content_type: str, data: bytes) -> bytes:
+    if "/" not in content_type or not content_type.isascii() or any(c in content_type for c in '\r\n;"'):
+        content_type = "application/octet-stream"
+    safe_name = header_safe(filename).replace('"', "'") or "attachment"
+    if safe_name.isascii():
+        disposition = f'attachment; filename="{safe_name}"'
+    else:
+        from urllib.parse import quote
+
+        disposition = f"attachment; filename*=utf-8''{quote(safe_name)}"
+    encoded = base64.encodebytes(data)
+    return (
+        f"Content-Type: {content_type}\nContent-Transfer-Encoding: base64\nContent-Disposition: {disposition}\n\n"
+    ).encode() + encoded
+
+
+def prepare_burst(burst: EmailBurst) -> PreparedBurst:
+    return _prepare_cached(burst.pk, burst.updated_at)
+
+
+@lru_cache(maxsize=16)
+def _prepare_cached(burst_id: int, updated_at: datetime) -> PreparedBurst:
+    burst = EmailBurst.objects.get(pk=burst_id)
+    compiled = compile_burst(subject=burst.subject, body=burst.body, html_body=burst.html_body)
+    domain = burst.sender.rsplit("@", 1)[-1].lower() or "localhost"
+    attachments, error = [], ""
+    for att in burst.attachments.all():
+        try:
+            with att.file.open("rb") as fh:
+                attachments.append(_attachment_part(att.filename, att.content_type, fh.read()))
+        except OSError as exc:
+            error = f"Attachment {att.filename!r} could not be read: {exc.strerror or exc}"
+    return PreparedBurst(
+        burst_id=burst.pk,
+        subject_source=burst.subject,
+        compiled=compiled,
+        envelope_from=burst.sender,
+        from_header=_address(burst.from_name, burst.sender),
+        reply_to=_address("", burst.reply_to) if burst.reply_to else "",
+        list_id=f"Emailer bursts <bursts.{domain}>",
+        domain=domain,
+        attachments=attachments,
+        boundary=f"=_emailer_{uuid.uuid4().hex}",
+        attachment_error=error,
+    )
+
+
+def context_for(*, burst_subject: str, member: dict[str, Any], member_id: int | None) -> dict[str, Any]:
+    return member_context(
+        first_name=member.get("first_name") or "",
+        middle_name=member.get("middle_name") or "",
+        last_name=member.get("last_name") or "",
+        email=member.get("email") or "",
+        username=member.get("username") or "",
+        subject=burst_subject,
+        unsubscribe_url=unsubscribe_url(member_id) if member_id else settings.SITE_URL,
+    )
+
+
+def encode_recipient(address: str) -> str:
+    """The envelope address in ASCII (IDNA domain); raises UnicodeError if impossible."""
+    address = header_safe(address)
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise UnicodeError("the address's local part is not ASCII (needs SMTPUTF8)")
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+# --- claiming ------------------------------------------------------------------------------
+
+
+def _available(burst_id: int, now: datetime) -> Q:
+    return (
+        Q(burst_id=burst_id, status=DeliveryStatus.PENDING)
+        & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    )
+
+
+def claim(*, burst_id: int, token: str, limit: int) -> int:
+    """Atomically take up to `limit` deliveries of a burst; returns how many."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT)
+    available = Delivery.objects.filter(_available(burst_id, now)).order_by("id")
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            ids = list(available.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+            if not ids:
+                return 0
+            return Delivery.objects.filter(id__in=ids).update(claim_token=token, lease_expires_at=lease)
+        # SQLite: one conditional UPDATE; writers are serialised, so only one wins each row.
+        return Delivery.objects.filter(id__in=available.values("id")[:limit]).update(
+            claim_token=token, lease_expires_at=lease
+        )
+
+
+def release(*, token: str) -> int:
+    return Delivery.objects.filter(claim_token=token, status=DeliveryStatus.PENDING).update(
+        claim_token="", lease_expires_at=None
+    )
+
+
+# --- recording outcomes -----------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Collects outcomes and writes them as grouped UPDATEs."""
+
+    burst_id: int
+    token: str
+    sent: list[int] = field(default_factory=list)
+    others: dict[tuple, list[int]] = field(default_factory=lambda: defaultdict(list))
+    retry_at: list[datetime] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+    count: int = 0
+    done: int = 0
+
+    def add(self, delivery_id: int, attempts_before: int, outcome: Outcome) -> None:
+        self.count += 1
+        if outcome.status == DeliveryStatus.SENT:
+            self.sent.append(delivery_id)
+            return
+        increment = 1 if outcome.smtp_tried else 0
+        attempts = attempts_before + increment
+        if outcome.transient and attempts < settings.EMAIL_MAX_ATTEMPTS:
+            delay = settings.EMAIL_RETRY_DELAY * (2 ** max(0, attempts - 1))
+            self.others[(DeliveryStatus.PENDING, outcome.error, increment, delay)].append(delivery_id)
+        else:
+            self.others[(outcome.status, outcome.error, increment, None)].append(delivery_id)
+
+    def due(self) -> bool:
+        return self.count >= FLUSH_EVERY or (
+            self.count and time.monotonic() - self.last_flush >= FLUSH_SECONDS
+        )
+
+    def flush(self) -> None:
+        if not self.count:
+            return
+        now = timezone.now()
+        mine = Delivery.objects.filter(claim_token=self.token, status=DeliveryStatus.PENDING)
+        with transaction.atomic():
+            if self.sent:
+                mine.filter(id__in=self.sent).update(
+                    status=DeliveryStatus.SENT,
+                    sent_at=now,
+                    attempts=F("attempts") + 1,
+                    error_message="",
+                    claim_token="",
+                    lease_expires_at=None,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            for (status, error, increment, delay), ids in self.others.items():
+                next_at = now + timedelta(seconds=delay) if delay is not None else None
+                if next_at:
+                    self.retry_at.append(next_at)
+                mine.filter(id__in=ids).update(
+                    status=status,
+                    error_message=error,
+                    attempts=F("attempts") + increment,
+                    claim_token="",
+                    lease_expires_at=None,
+                    next_attempt_at=next_at,
+                    updated_at=now,
+                )
+            # Still working on the rest of the chunk: renew the lease.
+            mine.update(lease_expires_at=now + timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT))
+        self.done += self.count
+        self.sent, self.others, self.count = [], defaultdict(list), 0
+        self.last_flush = time.monotonic()
+
+
+# --- the chunk loop ---------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    claimed: int = 0
+    processed: int = 0
+    stopped: str = ""
+    retry_at: list[datetime] = field(default_factory=list)
+
+
+MEMBER_FIELDS = ("member__first_name", "member__middle_name", "member__last_name", "member__username")
+
+
+def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
+    """Claim one chunk of a burst's deliveries and send them on one connection."""
+    from campaigns import services
+
+    result = ChunkResult()
+    token = uuid.uuid4().hex
+    result.claimed = claim(burst_id=burst_id, token=token, limit=limit or settings.EMAIL_CHUNK_SIZE)
+    if not result.claimed:
+        services.burst_finish_if_done(burst_id=burst_id)
+        return result
+    recorder = Recorder(burst_id=burst_id, token=token)
+    try:
+        burst = EmailBurst.objects.get(pk=burst_id)
+        if burst.status != BurstStatus.SENDING:
+            result.stopped = burst.status
+            return result
+        prepared = prepare_burst(burst)
+        _send_claimed(burst, prepared, recorder, result)
+    finally:
+        recorder.flush()
+        _settle_leftovers(burst_id=burst_id, token=token)
+        result.processed = recorder.done
+        result.retry_at = recorder.retry_at
+    services.burst_finish_if_done(burst_id=burst_id)
+    return result
+
+
+def _settle_leftovers(*, burst_id: int, token: str) -> None:
+    status = EmailBurst.objects.filter(pk=burst_id).values_list("status", flat=True).first()
+    if status == BurstStatus.CANCELLED:
+        Delivery.objects.filter(claim_token=token, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SKIPPED,
+            error_message="Burst cancelled",
+            claim_token="",
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+    else:
+        release(token=token)
+
+
+def _send_claimed(
+    burst: EmailBurst, prepared: PreparedBurst, recorder: Recorder, result: ChunkResult
+) -> None:
+    from campaigns import services
+
+    limiter = get_rate_limiter()
+    rows = (
+        Delivery.objects.filter(claim_token=recorder.token, status=DeliveryStatus.PENDING)
+        .order_by("id")
+        .values_list("id", "email", "attempts", "member_id", *MEMBER_FIELDS)
+    )
+    consecutive_connection_failures = 0
+    with SmtpSession() as smtp:
+        for delivery_id, email, attempts, member_id, first, middle, last, username in rows.iterator(
+            chunk_size=500
+        ):
+            if recorder.due():
+                recorder.flush()
+                status = EmailBurst.objects.filter(pk=burst.pk).values_list("status", flat=True).first()
+                if status != BurstStatus.SENDING:
+                    result.stopped = status or "deleted"
+                    return
+            if prepared.attachment_error:
+                recorder.add(
+                    delivery_id,
+                    attempts,
+                    Outcome(DeliveryStatus.OTHER_ERROR, prepared.attachment_error, smtp_tried=False),
+                )
+                continue
+            member = {
+                "first_name": first,
+                "middle_name": middle,
+                "last_name": last,
+                "email": email,
+                "username": username,
+            }
+            try:
+                recipient = encode_recipient(email)
+                context = context_for(
+                    burst_subject=prepared.subject_source, member=member, member_id=member_id
+                )
+                to_name = " ".join(p for p in (first, last) if p)
+                message = prepared.build(
+                    delivery_id=delivery_id, to_email=recipient, to_name=to_name, context=context
+                )
+            except Exception as exc:  # one member's bad data never stops the burst
+                logger.warning("burst %s delivery %s: cannot build message: %s", burst.pk, delivery_id, exc)
+                recorder.add(
+                    delivery_id,
+                    attempts,
+                    Outcome(
+                        DeliveryStatus.OTHER_ERROR, f"Could not build the message: {exc}", smtp_tried=False
+                    ),
+                )
+                continue
+            limiter.acquire()
+            outcome = smtp.deliver(prepared.envelope_from, recipient, message)
+            if outcome.burst_fault:
+                recorder.flush()
+                services.burst_pause(burst_id=burst.pk, reason=outcome.burst_fault, allow_paused=True)
+                result.stopped = BurstStatus.PAUSED
+                return
+            recorder.add(delivery_id, attempts, outcome)
+            if outcome.status == DeliveryStatus.CONNECTION_ERROR:
+                consecutive_connection_failures += 1
+                if consecutive_connection_failures >= settings.EMAIL_PAUSE_AFTER:
+                    recorder.flush()
+                    services.burst_pause(
+                        burst_id=burst.pk,
+                        reason=(
+                            f"{consecutive_connection_failures} consecutive connection failures; "
+                            f"last: {outcome.error}"
+                        ),
+                        allow_paused=True,
+                    )
+                    result.stopped = BurstStatus.PAUSED
+                    return
+            else:
+                consecutive_connection_failures = 0

@@ -1,0 +1,815 @@
+"""Burst services: the only way bursts change state.
+
+The admin, the API and the huey tasks all call these keyword-only functions.
+Every state change locks the burst row and checks the move against the state
+machine in `campaigns.models.BURST_TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+from django.db import transaction
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from campaigns.models import (
+    BurstStatus,
+    Delivery,
+    DeliveryStatus,
+    EmailAttachment,
+    EmailBurst,
+)
+from campaigns.templating import TemplateProblem, check_templates
+from members.models import Member
+
+# Bursts up to this many recipients get their deliveries created in the request;
+# larger ones in a task so that the caller returns at once.
+INLINE_DELIVERY_LIMIT = 1000
+CREATE_BATCH = 2000
+RETRYABLE_STATUSES = frozenset(
+    {DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED, DeliveryStatus.OTHER_ERROR}
+)
+DEFAULT_RETRY_STATUSES = (DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED)
+
+
+class ServiceError(Exception):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class IllegalState(ServiceError):
+    """The action is not legal in the burst's current state (HTTP 409)."""
+
+
+class InvalidInput(ServiceError):
+    """The input is well-formed but wrong (HTTP 422)."""
+
+
+class TooLarge(ServiceError):
+    """An upload above the configured size (HTTP 413)."""
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _no_newlines(field_name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise InvalidInput(f"{field_name} must not contain line breaks", field=field_name)
+
+
+def _valid_address(field_name: str, value: str) -> None:
+    try:
+        EmailValidator()(value)
+    except ValidationError:
+        raise InvalidInput(f"{field_name}: enter a valid email address", field=field_name) from None
+
+
+def burst_validate(*, subject: str, body: str, html_body: str = "", from_name: str = "") -> None:
+    """Refuse what can never be sent: header injection, broken templates."""
+    if not subject.strip():
+        raise InvalidInput("subject is required", field="subject")
+    if len(subject) > 200:
+        raise InvalidInput("subject must be at most 200 characters", field="subject")
+    if not body.strip():
+        raise InvalidInput("body is required", field="body")
+    _no_newlines("subject", subject)
+    _no_newlines("from_name", from_name)
+    try:
+        check_templates(subject=subject, body=body, html_body=html_body)
+    except TemplateProblem as exc:
+        raise InvalidInput(exc.message, field=exc.field) from None
+
+
+def _check_recipient_ids(ids: Sequence[int]) -> list[int]:
+    wanted = sorted(set(ids))
+    found = set(Member.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    unknown = [i for i in wanted if i not in found]
+    if unknown:
+        raise InvalidInput(f"unknown member ids: {', '.join(map(str, unknown))}", field="recipients")
+    return wanted
+
+
+# --- create, update, delete -------------------------------------------------------------------
+
+
+def burst_create(
+    *,
+    subject: str,
+    body: str,
+    html_body: str = "",
+    sender: str = "",
+    from_name: str = "",
+    reply_to: str = "",
+    recipient_ids: Sequence[int] = (),
+    all_members: bool = False,
+    created_by: Member | None = None,
+) -> EmailBurst:
+    burst_validate(subject=subject, body=body, html_body=html_body, from_name=from_name)
+    sender = sender or settings.SENDER_EMAIL
+    _valid_address("sender", sender)
+    if reply_to:
+        _valid_address("reply_to", reply_to)
+    ids = _check_recipient_ids(recipient_ids)
+    with transaction.atomic():
+        burst = EmailBurst.objects.create(
+            subject=subject,
+            body=body,
+            html_body=html_body,
+            sender=sender,
+            from_name=from_name,
+            reply_to=reply_to,
+            all_members=all_members,
+            created_by=created_by,
+        )
+        if ids:
+            burst.recipients.set(ids)
+    return burst
+
+
+UPDATABLE = ("subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members")
+
+
+def burst_update(*, burst_id: int, **fields: Any) -> EmailBurst:
+    unknown = set(fields) - set(UPDATABLE) - {"recipient_ids"}
+    if unknown:
+        raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if not burst.is_editable:
+            raise IllegalState(f"Only a draft or scheduled burst can be changed; this one is {burst.status}.")
+        for name in UPDATABLE:
+            if name in fields:
+                setattr(burst, name, fields[name] if fields[name] is not None else "")
+        burst.sender = burst.sender or settings.SENDER_EMAIL
+        burst_validate(
+            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+        )
+        _valid_address("sender", burst.sender)
+        if burst.reply_to:
+            _valid_address("reply_to", burst.reply_to)
+        burst.save()
+        if "recipient_ids" in fields:
+            burst.recipients.set(_check_recipient_ids(fields["recipient_ids"] or []))
+    return burst
+
+
+def burst_delete(*, burst_id: int) -> None:
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if not burst.is_editable:
+            raise IllegalState(f"Only a draft or scheduled burst can be deleted; this one is {burst.status}.")
+        burst.delete()
+
+
+def burst_duplicate(*, burst_id: int, created_by: Member | None = None) -> EmailBurst:
+    original = EmailBurst.objects.get(pk=burst_id)
+    with transaction.atomic():
+        copy = EmailBurst.objects.create(
+            subject=original.subject,
+            body=original.body,
+            html_body=original.html_body,
+            sender=original.sender,
+            from_name=original.from_name,
+            reply_to=original.reply_to,
+            all_members=original.all_members,
+            created_by=created_by or original.created_by,
+        )
+        through = EmailBurst.recipients.through
+        through.objects.bulk_create(
+            through(emailburst_id=copy.pk, member_id=m)
+            for m in original.recipients.values_list("pk", flat=True).iterator(chunk_size=5000)
+        )
+        for att in original.attachments.all():
+            EmailAttachment.objects.create(
+                burst=copy,
+                file=att.file.name,
+                filename=att.filename,
+                content_type=att.content_type,
+                size=att.size,
+            )
+    return copy
+
+
+def attachment_add(*, burst_id: int, uploaded_file) -> EmailAttachment:
+    if uploaded_file.size > settings.ATTACHMENT_MAX_SIZE:
+        raise TooLarge(f"attachments may be at most {settings.ATTACHMENT_MAX_SIZE} bytes", field="file")
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if not burst.is_editable:
+            raise IllegalState(
+                f"Attachments can only be added to a draft or scheduled burst; this one is {burst.status}."
+            )
+        attachment = EmailAttachment(
+            burst=burst,
+            filename=(uploaded_file.name or "attachment").rsplit("/", 1)[-1][:255],
+            content_type=getattr(uploaded_file, "content_type", None) or "application/octet-stream",
+            size=uploaded_file.size,
+        )
+        attachment.file.save(attachment.filename, uploaded_file, save=False)
+        attachment.save()
+        EmailBurst.objects.filter(pk=burst.pk).update(updated_at=timezone.now())
+    return attachment
+
+
+# --- recipients ---------------------------------------------------------------------------------
+
+
+def _recipients(burst: EmailBurst) -> QuerySet[Member]:
+    if burst.all_members:
+        return Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
+    return Member.objects.filter(email_bursts=burst)
+
+
+def _last_attempt() -> Delivery:
+    # The member's last delivery that actually went to SMTP; a skipped one does
+    # not lift a suppression.
+    return (
+        Delivery.objects.filter(member=OuterRef("pk"))
+        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
+        .order_by("-id")
+    )
+
+
+def recipients_with_reasons(burst: EmailBurst) -> QuerySet:
+    """Recipient rows with the facts that decide whether they are mailed."""
+    last = _last_attempt()
+    return (
+        _recipients(burst)
+        .order_by("pk")
+        .annotate(
+            last_status=Subquery(last.values("status")[:1]),
+            last_email=Subquery(last.values("email")[:1]),
+        )
+        .values_list("pk", "email", "is_active", "unsubscribed_at", "last_status", "last_email")
+    )
+
+
+def skip_reason(
+    is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str
+) -> str:
+    if unsubscribed_at is not None:
+        return "Skipped: the member unsubscribed"
+    if not is_active:
+        return "Skipped: the member is inactive"
+    if last_status == DeliveryStatus.NOT_FOUND and (last_email or "").lower() == email.lower():
+        return "Skipped: suppressed, the last delivery to this address was not_found"
+    return ""
+
+
+def burst_create_deliveries(*, burst_id: int) -> int:
+    """Create the burst's deliveries in batches (idempotent), then mark them ready."""
+    burst = EmailBurst.objects.get(pk=burst_id)
+    if burst.deliveries_ready:
+        return 0
+    now = timezone.now()
+    created = 0
+    batch: list[Delivery] = []
+    for pk, email, is_active, unsubscribed_at, last_status, last_email in recipients_with_reasons(
+        burst
+    ).iterator(chunk_size=CREATE_BATCH):
+        reason = skip_reason(is_active, unsubscribed_at, last_status, last_email, email)
+        batch.append(
+            Delivery(
+                burst_id=burst_id,
+                member_id=pk,
+                email=email,
+                status=DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING,
+                error_message=reason,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        if len(batch) >= CREATE_BATCH:
+            created += _insert(batch)
+            batch = []
+    if batch:
+        created += _insert(batch)
+    with transaction.atomic():
+        EmailBurst.objects.filter(pk=burst_id).update(deliveries_ready=True)
+        transaction.on_commit(lambda: burst_dispatch(burst_id=burst_id))
+    return created
+
+
+def _insert(batch: list[Delivery]) -> int:
+    with transaction.atomic():
+        Delivery.objects.bulk_create(batch, ignore_conflicts=True, batch_size=CREATE_BATCH)
+    return len(batch)
+
+
+def burst_dispatch(*, burst_id: int, delay: float | None = None) -> int:
+    """Enqueue enough chunk tasks for the burst's available deliveries."""
+    from campaigns import tasks
+
+    now = timezone.now()
+    waiting = Delivery.objects.filter(
+        Q(burst_id=burst_id, status=DeliveryStatus.PENDING)
+        & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+    ).count()
+    chunks = math.ceil(waiting / settings.EMAIL_CHUNK_SIZE)
+    for _ in range(chunks):
+        if delay:
+            tasks.send_chunk.schedule((burst_id,), delay=delay)
+        else:
+            tasks.send_chunk(burst_id)
+    if not chunks:
+        burst_finish_if_done(burst_id=burst_id)
+    return chunks
+
+
+# --- the state machine -----------------------------------------------------------------------------
+
+
+def _locked(burst_id: int) -> EmailBurst:
+    try:
+        return EmailBurst.objects.select_for_update().get(pk=burst_id)
+    except EmailBurst.DoesNotExist:
+        raise InvalidInput(f"email burst {burst_id} does not exist", field="id") from None
+
+
+def _move(burst: EmailBurst, to: str, verb: str) -> None:
+    if not burst.can_become(to):
+        raise IllegalState(f"Cannot {verb} a burst that is {burst.status}.")
+    burst.status = to
+
+
+def burst_send(*, burst_id: int) -> EmailBurst:
+    """Start sending now: validate, create deliveries (or a task that does), enqueue chunks."""
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if burst.status not in (BurstStatus.DRAFT, BurstStatus.SCHEDULED):
+            raise IllegalState(f"Only a draft or scheduled burst can be sent; this one is {burst.status}.")
+        burst_validate(
+            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+        )
+        recipients = _recipients(burst)
+        count = recipients.count()
+        if not count:
+            raise InvalidInput("the burst has no recipients", field="recipients")
+        _move(burst, BurstStatus.SENDING, "send")
+        burst.started_at = timezone.now()
+        burst.finished_at = None
+        burst.pause_reason = ""
+        burst.deliveries_ready = False
+        burst.save(
+            update_fields=[
+                "status",
+                "started_at",
+                "finished_at",
+                "pause_reason",
+                "deliveries_ready",
+                "updated_at",
+            ]
+        )
+        if count <= INLINE_DELIVERY_LIMIT:
+            burst_create_deliveries(burst_id=burst.pk)
+            burst.deliveries_ready = True
+        else:
+            from campaigns import tasks
+
+            transaction.on_commit(lambda: tasks.create_deliveries(burst.pk))
+    return burst
+
+
+def burst_schedule(*, burst_id: int, send_at: datetime) -> EmailBurst:
+    if send_at.tzinfo is None:
+        raise InvalidInput("send_at must include a time zone", field="send_at")
+    if send_at <= timezone.now():
+        raise InvalidInput("send_at must be in the future", field="send_at")
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        burst_validate(
+            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+        )
+        _move(burst, BurstStatus.SCHEDULED, "schedule")
+        burst.scheduled_at = send_at
+        burst.save(update_fields=["status", "scheduled_at", "updated_at"])
+        from campaigns import tasks
+
+        transaction.on_commit(lambda: tasks.enqueue_scheduled(burst_id=burst.pk, send_at=send_at))
+    return burst
+
+
+def burst_send_if_due(*, burst_id: int, slot: datetime | None = None) -> bool:
+    """Start a scheduled burst whose time has come, exactly once.
+
+    `slot` is the scheduled time a delayed task was created for: a burst that was
+    rescheduled or cancelled since then is left alone."""
+    with transaction.atomic():
+        burst = EmailBurst.objects.select_for_update().filter(pk=burst_id).first()
+        if burst is None or burst.status != BurstStatus.SCHEDULED or burst.scheduled_at is None:
+            return False
+        if slot is not None and abs((burst.scheduled_at - slot).total_seconds()) > 0.001:
+            return False
+        if burst.scheduled_at > timezone.now():
+            return False
+        try:
+            burst_send(burst_id=burst_id)
+        except InvalidInput as exc:
+            burst.status = BurstStatus.PAUSED
+            burst.pause_reason = f"Could not start at the scheduled time: {exc.message}"
+            burst.save(update_fields=["status", "pause_reason", "updated_at"])
+            return False
+    return True
+
+
+def burst_pause(*, burst_id: int, reason: str = "Paused by staff", allow_paused: bool = False) -> EmailBurst:
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if allow_paused and burst.status == BurstStatus.PAUSED:
+            return burst
+        if burst.status != BurstStatus.SENDING:
+            if allow_paused:  # the engine noticing a fault on a burst that stopped meanwhile
+                return burst
+            raise IllegalState(f"Only a sending burst can be paused; this one is {burst.status}.")
+        _move(burst, BurstStatus.PAUSED, "pause")
+        burst.pause_reason = reason[:2000]
+        burst.save(update_fields=["status", "pause_reason", "updated_at"])
+    return burst
+
+
+def burst_resume(*, burst_id: int) -> EmailBurst:
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if burst.status != BurstStatus.PAUSED:
+            raise IllegalState(f"Only a paused burst can be resumed; this one is {burst.status}.")
+        _move(burst, BurstStatus.SENDING, "resume")
+        burst.pause_reason = ""
+        if burst.started_at is None:
+            burst.started_at = timezone.now()
+        burst.save(update_fields=["status", "pause_reason", "started_at", "updated_at"])
+        if burst.deliveries_ready:
+            # Transient failures waiting for their retry time may go now.
+            Delivery.objects.filter(
+                burst_id=burst.pk, status=DeliveryStatus.PENDING, next_attempt_at__isnull=False
+            ).update(next_attempt_at=None)
+            transaction.on_commit(lambda: burst_dispatch(burst_id=burst.pk))
+        else:
+            from campaigns import tasks
+
+            transaction.on_commit(lambda: tasks.create_deliveries(burst.pk))
+    return burst
+
+
+def burst_cancel(*, burst_id: int) -> EmailBurst:
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if burst.status not in (BurstStatus.SCHEDULED, BurstStatus.SENDING, BurstStatus.PAUSED):
+            raise IllegalState(
+                f"Only a scheduled, sending or paused burst can be cancelled; this one is {burst.status}."
+            )
+        _move(burst, BurstStatus.CANCELLED, "cancel")
+        burst.finished_at = timezone.now()
+        burst.save(update_fields=["status", "finished_at", "updated_at"])
+        now = timezone.now()
+        # Messages in flight finish with their real outcome; the worker holding
+        # them marks the rest of its chunk skipped when it notices.
+        Delivery.objects.filter(
+            Q(burst_id=burst.pk, status=DeliveryStatus.PENDING)
+            & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        ).update(
+            status=DeliveryStatus.SKIPPED,
+            error_message="Burst cancelled",
+            claim_token="",
+            lease_expires_at=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+    return burst
+
+
+def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUSES) -> int:
+    wanted = set(statuses) or set(DEFAULT_RETRY_STATUSES)
+    if DeliveryStatus.NOT_FOUND in wanted:
+        raise InvalidInput(
+            "not_found deliveries are never retried: the address does not exist", field="statuses"
+        )
+    bad = wanted - RETRYABLE_STATUSES
+    if bad:
+        raise InvalidInput(
+            f"cannot retry {', '.join(sorted(bad))}; retryable: {', '.join(sorted(RETRYABLE_STATUSES))}",
+            field="statuses",
+        )
+    with transaction.atomic():
+        burst = _locked(burst_id)
+        if burst.status not in (BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT):
+            raise IllegalState(
+                f"Only a sending, paused or sent burst has deliveries to retry; this one is {burst.status}."
+            )
+        count = Delivery.objects.filter(burst_id=burst.pk, status__in=wanted).update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            claim_token="",
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+        if count and burst.status == BurstStatus.SENT:
+            burst.status = BurstStatus.SENDING  # back to work; finishes again when done
+            burst.finished_at = None
+            burst.save(update_fields=["status", "finished_at", "updated_at"])
+        if count and burst.status == BurstStatus.SENDING:
+            transaction.on_commit(lambda: burst_dispatch(burst_id=burst.pk))
+    return count
+
+
+def burst_finish_if_done(*, burst_id: int) -> bool:
+    """Mark a sending burst sent once all of its deliveries exist and none is pending."""
+    pending = Delivery.objects.filter(burst_id=OuterRef("pk"), status=DeliveryStatus.PENDING)
+    return bool(
+        EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True)
+        .exclude(Exists(pending))
+        .update(status=BurstStatus.SENT, finished_at=timezone.now(), updated_at=timezone.now())
+    )
+
+
+# --- statistics ------------------------------------------------------------------------------------------
+
+FAILED_KEYS = ("not_found", "failed", "connection_error", "other_error")
+
+
+@dataclass(frozen=True)
+class BurstStats:
+    email_burst_id: int
+    status: str
+    total_recipients: int
+    sent_count: int
+    failed_count: int
+    pending_count: int
+    skipped_count: int
+    success_rate: float
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _count_annotations(prefix: str = "deliveries__") -> dict[str, Count]:
+    counts = {"n_total": Count(f"{prefix}id")} if prefix else {"n_total": Count("id")}
+    for status in DeliveryStatus.values:
+        counts[f"n_{status}"] = Count(f"{prefix}id", filter=Q(**{f"{prefix}status": status}))
+    return counts
+
+
+def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> BurstStats:
+    status_counts = {s: int(counts.get(f"n_{s}") or 0) for s in DeliveryStatus.values}
+    total = sum(status_counts.values())
+    skipped = status_counts["skipped"]
+    sent = status_counts["sent"]
+    to_send = total - skipped
+    return BurstStats(
+        email_burst_id=burst_id,
+        status=status,
+        total_recipients=total,
+        sent_count=sent,
+        failed_count=sum(status_counts[k] for k in FAILED_KEYS),
+        pending_count=status_counts["pending"],
+        skipped_count=skipped,
+        success_rate=round(sent / to_send * 100, 2) if to_send else 0.0,
+        status_counts=status_counts,
+    )
+
+
+def burst_stats(*, burst_id: int) -> BurstStats:
+    """SPEC section 4's figures, from one aggregate query."""
+    row = (
+        EmailBurst.objects.filter(pk=burst_id).values("pk", "status").annotate(**_count_annotations()).first()
+    )
+    if row is None:
+        raise InvalidInput(f"email burst {burst_id} does not exist", field="id")
+    return stats_from_counts(row["pk"], row["status"], row)
+
+
+def bursts_stats(*, burst_ids: Iterable[int]) -> dict[int, BurstStats]:
+    rows = (
+        EmailBurst.objects.filter(pk__in=list(burst_ids))
+        .values("pk", "status")
+        .annotate(**_count_annotations())
+    )
+    return {row["pk"]: stats_from_counts(row["pk"], row["status"], row) for row in rows}
+
+
+def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
+    """Annotate `recipient_count`: deliveries once started, else members it would mail now."""
+    deliveries = (
+        Delivery.objects.filter(burst=OuterRef("pk"))
+        .order_by()
+        .values("burst")
+        .annotate(c=Count("*"))
+        .values("c")
+    )
+    chosen = (
+        Member.objects.filter(email_bursts=OuterRef("pk"), is_active=True, unsubscribed_at__isnull=True)
+        .order_by()
+        .values("email_bursts")
+        .annotate(c=Count("*"))
+        .values("c")
+    )
+    everyone = (
+        Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
+        .order_by()
+        .values("is_active")
+        .annotate(c=Count("*"))
+        .values("c")
+    )
+    from django.db.models import Case, When
+
+    return queryset.annotate(
+        recipient_count=Case(
+            When(
+                status__in=[BurstStatus.DRAFT, BurstStatus.SCHEDULED],
+                then=Case(
+                    When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
+                    default=Coalesce(Subquery(chosen), Value(0)),
+                ),
+            ),
+            default=Coalesce(Subquery(deliveries), Value(0)),
+            output_field=IntegerField(),
+        )
+    )
+
+
+# --- pre-flight, preview, test message ---------------------------------------------------------------------
+
+
+@dataclass
+class Preflight:
+    to_send: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    render_failures: list[tuple[int, str, str]] = field(default_factory=list)
+    template_error: str = ""
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def burst_preflight(*, burst_id: int, max_failures: int = 50) -> Preflight:
+    """What a send would do now, without sending: counts, skip reasons, render failures."""
+    from campaigns import sending
+
+    burst = EmailBurst.objects.get(pk=burst_id)
+    result = Preflight()
+    try:
+        burst_validate(
+            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+        )
+    except InvalidInput as exc:
+        result.template_error = exc.message
+        return result
+    prepared = sending.prepare_burst(burst)
+    rows = recipients_with_reasons(burst)
+    member_rows = (
+        _recipients(burst)
+        .order_by("pk")
+        .values("pk", "email", "first_name", "middle_name", "last_name", "username")
+    )
+    reasons = {}
+    for pk, email, is_active, unsub, last_status, last_email in rows.iterator(chunk_size=CREATE_BATCH):
+        reason = skip_reason(is_active, unsub, last_status, last_email, email)
+        if reason:
+            reasons[pk] = reason
+            result.skipped[reason] = result.skipped.get(reason, 0) + 1
+        else:
+            result.to_send += 1
+    for row in member_rows.iterator(chunk_size=CREATE_BATCH):
+        if row["pk"] in reasons:
+            continue
+        try:
+            context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
+            prepared.build(delivery_id=0, to_email=row["email"], to_name="", context=context)
+        except Exception as exc:
+            if len(result.render_failures) < max_failures:
+                result.render_failures.append((row["pk"], row["email"], str(exc)))
+    return result
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def burst_preview(*, burst_id: int, member_id: int | None = None) -> Rendered:
+    from campaigns import sending
+    from campaigns.templating import compile_burst
+
+    burst = EmailBurst.objects.get(pk=burst_id)
+    member = (
+        Member.objects.filter(pk=member_id)
+        .values("pk", "email", "first_name", "middle_name", "last_name", "username")
+        .first()
+        if member_id
+        else None
+    )
+    row = member or {"pk": None, "email": "member@example.org"}
+    context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
+    try:
+        subject, text, html = compile_burst(
+            subject=burst.subject, body=burst.body, html_body=burst.html_body
+        ).render(context)
+    except TemplateProblem as exc:
+        raise InvalidInput(exc.message, field=exc.field) from None
+    return Rendered(subject=subject, text=text, html=html)
+
+
+def burst_send_test(*, burst_id: int, to_member: Member) -> str:
+    """Send the burst to one staff member's own address; its deliveries are untouched."""
+    from campaigns import sending
+
+    burst = EmailBurst.objects.get(pk=burst_id)
+    burst_validate(
+        subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+    )
+    if not to_member.email:
+        raise InvalidInput("your account has no email address", field="email")
+    prepared = sending.prepare_burst(burst)
+    row = {
+        "email": to_member.email,
+        "first_name": to_member.first_name,
+        "middle_name": to_member.middle_name,
+        "last_name": to_member.last_name,
+        "username": to_member.username,
+    }
+    context = sending.context_for(burst_subject=burst.subject, member=row, member_id=to_member.pk)
+    recipient = sending.encode_recipient(to_member.email)
+    message = prepared.build(
+        delivery_id=0, to_email=recipient, to_name=to_member.get_full_name(), context=context
+    )
+    message = message.replace(b"Subject: ", b"Subject: [TEST] ", 1)
+    with sending.SmtpSession() as smtp:
+        outcome = smtp.deliver(prepared.envelope_from, recipient, message)
+    if outcome.status != DeliveryStatus.SENT:
+        raise ServiceError(f"The test message was not accepted: {outcome.error}")
+    return to_member.email
+
+
+# --- recovery -----------------------------------------------------------------------------------------------
+
+
+def deliveries_recover(*, stale_after: float | None = None) -> dict[str, int]:
+    """Take back expired leases, restart stalled bursts, finish forgotten ones.
+
+    Runs every minute and when a consumer starts. Only *expired* leases are taken
+    back, so a worker that is alive and renewing its lease is never robbed."""
+    from campaigns import tasks
+
+    now = timezone.now()
+    recovered = Delivery.objects.filter(status=DeliveryStatus.PENDING, lease_expires_at__lt=now).update(
+        claim_token="", lease_expires_at=None
+    )
+    report = {"recovered": recovered, "dispatched": 0, "created": 0, "finished": 0}
+    stale = now - timezone.timedelta(
+        seconds=stale_after if stale_after is not None else settings.EMAIL_CLAIM_TIMEOUT
+    )
+    for burst in EmailBurst.objects.filter(status=BurstStatus.SENDING).only(
+        "pk", "deliveries_ready", "updated_at"
+    ):
+        if not burst.deliveries_ready:
+            if burst.updated_at < stale:
+                tasks.create_deliveries(burst.pk)
+                report["created"] += 1
+            continue
+        if burst_finish_if_done(burst_id=burst.pk):
+            report["finished"] += 1
+            continue
+        due = Delivery.objects.filter(
+            Q(burst_id=burst.pk, status=DeliveryStatus.PENDING, lease_expires_at__isnull=True)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        busy = Delivery.objects.filter(
+            burst_id=burst.pk, status=DeliveryStatus.PENDING, lease_expires_at__isnull=False
+        ).exists()
+        if due.exists() and not busy:
+            report["dispatched"] += burst_dispatch(burst_id=burst.pk)
+    return report
+
+
+def bursts_dispatch_due() -> int:
+    """Start every scheduled burst whose time has come (the delayed task's safety net)."""
+    started = 0
+    for pk in EmailBurst.objects.filter(
+        status=BurstStatus.SCHEDULED, scheduled_at__lte=timezone.now()
+    ).values_list("pk", flat=True):
+        started += burst_send_if_due(burst_id=pk)
+    return started
+
+
+def member_unsubscribe(*, member_id: int) -> bool:
+    """Idempotent: returns True when this call unsubscribed the member."""
+    return bool(
+        Member.objects.filter(pk=member_id, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=timezone.now()
+        )
+    )

@@ -333,6 +333,12 @@ def _slug(address: str) -> str:
 # --- aiosmtpd glue ------------------------------------------------------------------
 
 
+class _SinkSession(Session):
+    # aiosmtpd sets this deprecated property on every successful AUTH, and its
+    # getter/setter log a warning each time; a plain attribute keeps logs clean.
+    login_data: Any = None
+
+
 class _SinkEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
@@ -345,6 +351,9 @@ class _SinkSMTP(SMTP):
     def __init__(self, sink: SinkServer, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sink = sink
+
+    def _create_session(self) -> Session:
+        return _SinkSession(self.loop)
 
     def _create_envelope(self) -> Envelope:
         return _SinkEnvelope()
@@ -527,7 +536,8 @@ class SinkServer:
         self.auth_required = auth_required
         self.data_size_limit = data_size_limit
         self.on_event = on_event
-        self._lock = threading.Lock()
+        # Re-entrant: a custom policy may call back into the server while it decides.
+        self._lock = threading.RLock()
         self._message_added = threading.Condition(self._lock)
         self._messages: collections.deque[ReceivedMessage] = collections.deque(maxlen=max_kept)
         self._events: collections.deque[SinkEvent] = collections.deque(maxlen=max_kept)

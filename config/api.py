@@ -1,5 +1,228 @@
-"""The JSON API (SPEC section 7), mounted at /api/."""
+"""The JSON API (SPEC section 7), mounted at /api/.
 
+Routers live next to their models (members/api.py, campaigns/api.py); this
+module builds the API object and turns every refusal into a JSON answer with a
+declared status: 401/403 from the auth step, 404, 409 for an illegal state,
+413 for a body over the limit, 422 naming the field for invalid input (malformed
+JSON included), 429 for login throttling. Nothing a client sends is a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+from ninja import Router, Schema, Status
+from ninja.errors import HttpError, ValidationError
 from ninja_extra import NinjaExtraAPI
+from ninja_jwt import exceptions as jwt_exceptions
 
-api = NinjaExtraAPI(title="Emailer API", version="1.0.0", urls_namespace="api")
+from campaigns.api import router as campaigns_router
+from campaigns.services import IllegalState, ServiceError, TooLarge
+from members.api import auth_router, body_size_check, members_router, staff_auth
+from members.schemas import ErrorOut, responses
+from members.services import LoginThrottled, MemberError
+
+logger = logging.getLogger(__name__)
+
+api = NinjaExtraAPI(
+    title="Emailer API",
+    version="1.0.0",
+    urls_namespace="api",
+    description=(
+        "Email campaigns (\"email bursts\") to registered members. Log in with `POST /api/login/`, "
+        "then send `Authorization: Bearer <access>` with every call. Everything but login, token "
+        "refresh/verify, the docs and `/api/health/` needs a staff member's token; sending, "
+        "scheduling, pausing, resuming, cancelling and retrying also need the "
+        "`campaigns.send_emailburst` permission."
+    ),
+)
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def _field(loc: list[Any]) -> str:
+    """`["body", "payload", "email"]` -> `email`; `["query", "limit"]` -> `limit`."""
+    rest = list(loc[1:])
+    if loc and loc[0] == "body" and rest:
+        rest = rest[1:]  # the handler's body parameter name
+    return ".".join(str(part) for part in rest) or (str(loc[0]) if loc else "body")
+
+
+def _item(loc: list[Any], msg: str, type_: str = "value_error", field: str | None = None) -> dict[str, Any]:
+    return {
+        "loc": [p if isinstance(p, int) else str(p) for p in loc],
+        "field": field or _field(loc),
+        "msg": msg.removeprefix("Value error, "),
+        "type": type_,
+    }
+
+
+def invalid(request: HttpRequest, items: list[dict[str, Any]]) -> HttpResponse:
+    return api.create_response(request, {"detail": items}, status=422)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return invalid(request, [_item(e.get("loc", []), str(e.get("msg", "")), str(e.get("type", ""))) for e in exc.errors])
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400:
+        # ninja's "Cannot parse request body": malformed JSON is invalid input.
+        cause = exc.__cause__
+        reason = f"Malformed JSON: {cause}" if cause is not None else str(exc)
+        return invalid(request, [_item(["body"], reason, "json_invalid")])
+    response = api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+    if exc.status_code == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(jwt_exceptions.AuthenticationFailed)
+def on_token_refused(request: HttpRequest, exc: jwt_exceptions.AuthenticationFailed) -> HttpResponse:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+    body = {"detail": str(detail.get("detail", "Authentication failed")), "code": str(detail.get("code", ""))}
+    response = api.create_response(request, body, status=401)
+    response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+@api.exception_handler(jwt_exceptions.ValidationError)
+def on_token_input_error(request: HttpRequest, exc: jwt_exceptions.ValidationError) -> HttpResponse:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+    items = [
+        _item(["body", name], str(message[0] if isinstance(message, list) else message), field=name)
+        for name, message in detail.items()
+        if name not in {"detail", "code"}
+    ]
+    return invalid(request, items or [_item(["body"], str(detail.get("detail", "Invalid input.")))])
+
+
+@api.exception_handler(LoginThrottled)
+def on_login_throttled(request: HttpRequest, exc: LoginThrottled) -> HttpResponse:
+    response = api.create_response(request, {"detail": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.wait)
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+@api.exception_handler(TooManyFieldsSent)
+@api.exception_handler(TooManyFilesSent)
+def on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return api.create_response(request, {"detail": "Request body too large."}, status=413)
+
+
+@api.exception_handler(MultiPartParserError)
+@api.exception_handler(SuspiciousOperation)
+def on_bad_body(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return invalid(request, [_item(["body"], f"The request body could not be read: {exc}", "body_invalid")])
+
+
+@api.exception_handler(MemberError)
+def on_member_error(request: HttpRequest, exc: MemberError) -> HttpResponse:
+    if exc.status_code == 422:
+        field = exc.field or "body"
+        return invalid(request, [_item(["body", field], exc.message, field=field)])
+    return api.create_response(request, {"detail": exc.message}, status=exc.status_code)
+
+
+@api.exception_handler(ServiceError)
+def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
+    if isinstance(exc, IllegalState):
+        return api.create_response(request, {"detail": exc.message}, status=409)
+    if isinstance(exc, TooLarge):
+        return api.create_response(request, {"detail": exc.message}, status=413)
+    if exc.field == "id":  # the burst disappeared (deleted meanwhile)
+        return api.create_response(request, {"detail": "Not Found"}, status=404)
+    field = exc.field or "body"
+    return invalid(request, [_item(["body", field], exc.message, field=field)])
+
+
+# --- system: SMTP check and health --------------------------------------------------------
+
+system_router = Router(tags=["system"])
+
+
+class EmailerOk(Schema):
+    status: Literal["success"]
+    message: str
+    sender_email: str
+
+
+class EmailerError(Schema):
+    status: Literal["error"]
+    message: str
+
+
+class HealthOut(Schema):
+    status: Literal["ok", "error"]
+    database: Literal["ok", "error"]
+    queue: Literal["ok", "error"]
+    last_periodic_run: datetime | None
+
+
+@system_router.get(
+    "/test/emailer/",
+    auth=staff_auth,
+    response=responses({200: EmailerOk, 503: EmailerError}),
+    summary="Check the SMTP server",
+)
+def test_emailer(request: HttpRequest):
+    """Staff only. Connects to the configured SMTP server (EHLO, STARTTLS and AUTH when
+    configured, QUIT) without sending mail. 503 with the reason (never a secret)
+    when that fails."""
+    from campaigns.sending import smtp_check
+
+    check = smtp_check()
+    if check.ok:
+        return {"status": "success", "message": check.message, "sender_email": settings.SENDER_EMAIL}
+    return Status(503, {"status": "error", "message": check.message})
+
+
+@system_router.get(
+    "/health/",
+    auth=None,
+    response={200: HealthOut, 503: HealthOut, 413: ErrorOut},
+    summary="Health",
+)
+def health(request: HttpRequest):
+    """Public. 200 when the database and the task queue are reachable, else 503; with
+    the time of the last periodic task run (null before the first)."""
+    from campaigns.tasks import last_periodic_run, queue_ping
+
+    body_size_check(request)
+    checks: dict[str, Any] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception:
+        logger.exception("health: database unreachable")
+        checks["database"] = "error"
+    try:
+        checks["queue"] = "ok" if queue_ping() else "error"
+    except Exception:
+        logger.exception("health: queue unreachable")
+        checks["queue"] = "error"
+    try:
+        checks["last_periodic_run"] = last_periodic_run()
+    except Exception:
+        logger.exception("health: last periodic run unknown")
+        checks["last_periodic_run"] = None
+    ok = checks["database"] == "ok" and checks["queue"] == "ok"
+    return Status(200 if ok else 503, {"status": "ok" if ok else "error", **checks})
+
+
+api.add_router("", auth_router)
+api.add_router("", members_router)
+api.add_router("", campaigns_router)
+api.add_router("", system_router)

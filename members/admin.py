@@ -1,20 +1,100 @@
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from unfold.admin import ModelAdmin
-from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+"""Members in the admin: search, filters, badges, CSV/XLSX import and export,
+bulk subscription actions, and each member's delivery timeline."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.validators import EMPTY_VALUES
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import ngettext
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV, XLSX
+from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import BooleanRadioFilter, RadioFilter, RangeDateFilter
+from unfold.contrib.import_export.forms import ExportForm, ImportForm
+from unfold.decorators import action, display
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.utils import parse_date_str
+
+from members.admin_import import SkipInvalidRowsImportMixin
 from members.models import Member
+from members.resources import MemberResource
+
+TIMELINE_LENGTH = 50
+
+
+class SubscribedFilter(RadioFilter):
+    title = "subscription"
+    parameter_name = "subscribed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Subscribed"), ("no", "Unsubscribed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Member]) -> QuerySet[Member]:
+        if self.value() == "yes":
+            return queryset.filter(unsubscribed_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(unsubscribed_at__isnull=False)
+        return queryset
+
+
+class JoinedDateRangeFilter(RangeDateFilter):
+    """A date range on a datetime field, both ends included (days in TIME_ZONE)."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        filters = {}
+        for suffix, lookup in (("_from", "__date__gte"), ("_to", "__date__lte")):
+            value = self.used_parameters.get(f"{self.parameter_name}{suffix}")
+            if value not in EMPTY_VALUES and isinstance(value, str):
+                parsed = parse_date_str(value)
+                if parsed is None:
+                    return None
+                filters[f"{self.parameter_name}{lookup}"] = parsed
+        return queryset.filter(**filters)
 
 
 @admin.register(Member)
-class MemberAdmin(BaseUserAdmin, ModelAdmin):
+class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportExportModelAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
-    list_display = ("username", "email", "first_name", "last_name", "is_staff", "is_verified", "is_active")
-    list_filter = ("is_staff", "is_verified", "is_active", "is_superuser")
-    search_fields = ("username", "email", "first_name", "last_name")
+    resource_classes = [MemberResource]
+    import_form_class = ImportForm
+    export_form_class = ExportForm
+    formats = [CSV, XLSX]
+    import_formats = [CSV, XLSX]
+    export_formats = [CSV, XLSX]
+
+    list_display = (
+        "display_member",
+        "username",
+        "subscription_badge",
+        "verified_badge",
+        "account_badge",
+        "date_joined",
+    )
+    list_display_links = ("display_member",)
+    list_filter = (
+        ("is_staff", BooleanRadioFilter),
+        ("is_verified", BooleanRadioFilter),
+        ("is_active", BooleanRadioFilter),
+        SubscribedFilter,
+        ("date_joined", JoinedDateRangeFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("email", "username", "first_name", "last_name")
+    search_help_text = "Search by name, username or email"
     ordering = ("id",)
+    list_per_page = 50
+    actions = ["mark_verified", "unsubscribe", "resubscribe"]
+    change_form_outer_after_template = "members/admin/delivery_timeline.html"
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Personal info", {"fields": ("first_name", "middle_name", "last_name", "email", "birth_date")}),
@@ -25,3 +105,116 @@ class MemberAdmin(BaseUserAdmin, ModelAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
+
+    # --- columns ---------------------------------------------------------------------
+
+    @display(description="Member", header=True, ordering="last_name")
+    def display_member(self, member: Member) -> list[str]:
+        name = member.get_full_name()
+        initials = "".join(p[0] for p in (member.first_name, member.last_name) if p) or member.email[:1]
+        return [name or member.email, member.email if name else "", initials.upper()]
+
+    @display(description="Subscription", label={"Subscribed": "success", "Unsubscribed": "warning"})
+    def subscription_badge(self, member: Member) -> str:
+        return "Subscribed" if member.unsubscribed_at is None else "Unsubscribed"
+
+    @display(description="Verified", label={"Verified": "success", "Unverified": "default"})
+    def verified_badge(self, member: Member) -> str:
+        return "Verified" if member.is_verified else "Unverified"
+
+    @display(
+        description="Account",
+        label={"Inactive": "danger", "Superuser": "primary", "Staff": "info", "Member": "default"},
+    )
+    def account_badge(self, member: Member) -> str:
+        if not member.is_active:
+            return "Inactive"
+        if member.is_superuser:
+            return "Superuser"
+        if member.is_staff:
+            return "Staff"
+        return "Member"
+
+    # --- bulk actions ------------------------------------------------------------------
+
+    @action(description="Mark selected members as verified", permissions=["change"])
+    def mark_verified(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        count = queryset.filter(is_verified=False).update(is_verified=True)
+        self.message_user(
+            request,
+            ngettext("%d member marked verified.", "%d members marked verified.", count) % count,
+            messages.SUCCESS,
+        )
+
+    @action(description="Unsubscribe selected members", permissions=["change"])
+    def unsubscribe(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        count = queryset.filter(unsubscribed_at__isnull=True).update(unsubscribed_at=timezone.now())
+        self.message_user(
+            request,
+            ngettext("%d member unsubscribed.", "%d members unsubscribed.", count) % count,
+            messages.SUCCESS,
+        )
+
+    @action(description="Resubscribe selected members", permissions=["change"])
+    def resubscribe(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
+        count = queryset.filter(unsubscribed_at__isnull=False).update(unsubscribed_at=None)
+        self.message_user(
+            request,
+            ngettext("%d member resubscribed.", "%d members resubscribed.", count) % count,
+            messages.SUCCESS,
+        )
+
+    # --- member page ---------------------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), **self.delivery_timeline(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delivery_timeline(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        from campaigns.models import Delivery
+
+        try:
+            member_id = int(object_id)
+        except (TypeError, ValueError):
+            return {}
+        deliveries = list(
+            Delivery.objects.filter(member_id=member_id)
+            .select_related("burst")
+            .only(
+                "id",
+                "status",
+                "email",
+                "error_message",
+                "attempts",
+                "sent_at",
+                "updated_at",
+                "burst__id",
+                "burst__subject",
+                "burst__status",
+            )
+            .order_by("-id")[: TIMELINE_LENGTH + 1]
+        )
+        more = len(deliveries) > TIMELINE_LENGTH
+        return {
+            "timeline": deliveries[:TIMELINE_LENGTH],
+            "timeline_more": more,
+            "timeline_all_url": reverse("admin:campaigns_delivery_changelist") + f"?member__id__exact={member_id}",
+        }
+
+    def get_import_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_import_context_data(**kwargs)
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def import_action(self, request: HttpRequest, **kwargs: Any) -> TemplateResponse:
+        return super().import_action(request, **kwargs)

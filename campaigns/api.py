@@ -1,0 +1,221 @@
+"""Email-burst endpoints (SPEC section 7): thin handlers over campaigns.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import File, Query, Router, Status
+from ninja.files import UploadedFile
+
+from campaigns import services
+from campaigns.models import Delivery, EmailBurst
+from campaigns.schemas import (
+    AttachmentOut,
+    BurstIn,
+    BurstOut,
+    BurstPage,
+    BurstPatch,
+    DeliveryPage,
+    DeliveryQuery,
+    RetryIn,
+    RetryOut,
+    ScheduleIn,
+    StatsOut,
+)
+from members.api import StaffAuth, attachment_body_limit, sender_auth, staff_auth
+from members.schemas import OBJECT_ERRORS, ErrorOut, PageQuery, paginate, responses
+
+router = Router(auth=staff_auth, tags=["email bursts"])
+
+ITEM = "/email-burst/{int:id}/"
+STATE_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
+
+
+def _bursts():
+    return services.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id"))
+
+
+def _burst(burst_id: int) -> EmailBurst:
+    return get_object_or_404(_bursts(), pk=burst_id)
+
+
+def _exists(burst_id: int) -> None:
+    get_object_or_404(EmailBurst.objects.only("pk"), pk=burst_id)
+
+
+def _fields(data: dict[str, Any]) -> dict[str, Any]:
+    """API names to service names; choosing one audience clears the other."""
+    if "recipients" in data:
+        data["recipient_ids"] = data.pop("recipients")
+        if data["recipient_ids"]:
+            data.setdefault("all_members", False)
+    if data.get("all_members"):
+        data.setdefault("recipient_ids", [])
+    return data
+
+
+@router.get("/email-burst/", response=responses({200: BurstPage}), summary="List email bursts")
+def list_bursts(request: HttpRequest, page: Query[PageQuery]):
+    """Staff only. Newest first, paginated with `limit` (at most 500) and `offset`."""
+    return paginate(_bursts(), page)
+
+
+@router.post(
+    "/email-burst/",
+    response=responses({201: BurstOut}),
+    summary="Create an email burst",
+)
+def create_burst(request: HttpRequest, payload: BurstIn):
+    """Staff only. Answers 201 with the draft. Unknown recipient ids, a template that
+    does not compile or a bad address are a 422 naming the field."""
+    burst = services.burst_create(created_by=request.auth, **_fields(payload.model_dump()))
+    return Status(201, _burst(burst.pk))
+
+
+@router.get(ITEM, response=responses({200: BurstOut}, errors=OBJECT_ERRORS), summary="Get an email burst")
+def get_burst(request: HttpRequest, id: int):
+    """Staff only."""
+    return _burst(id)
+
+
+@router.put(ITEM, response=responses({200: BurstOut}, errors=STATE_ERRORS), summary="Replace an email burst")
+def replace_burst(request: HttpRequest, id: int, payload: BurstIn):
+    """Staff only. Omitted optional fields are reset to their defaults. 409 unless the
+    burst is a draft or scheduled."""
+    _exists(id)
+    services.burst_update(burst_id=id, **_fields(payload.model_dump()))
+    return _burst(id)
+
+
+@router.patch(ITEM, response=responses({200: BurstOut}, errors=STATE_ERRORS), summary="Update an email burst")
+def update_burst(request: HttpRequest, id: int, payload: BurstPatch):
+    """Staff only. Changes only the fields sent. 409 unless the burst is a draft or
+    scheduled."""
+    _exists(id)
+    services.burst_update(burst_id=id, **_fields(payload.model_dump(exclude_unset=True)))
+    return _burst(id)
+
+
+@router.delete(ITEM, response=responses({204: None}, errors=STATE_ERRORS), summary="Delete an email burst")
+def delete_burst(request: HttpRequest, id: int):
+    """Staff only. 409 unless the burst is a draft or scheduled."""
+    _exists(id)
+    services.burst_delete(burst_id=id)
+    return Status(204, None)
+
+
+# --- state changes (campaigns.send_emailburst) ----------------------------------------------
+
+
+def _state_change(path: str, summary: str, doc: str, action) -> None:
+    def handler(request: HttpRequest, id: int):
+        _exists(id)
+        action(burst_id=id)
+        return Status(202, _burst(id))
+
+    handler.__doc__ = doc
+    handler.__name__ = f"{path}_burst"
+    router.post(
+        ITEM + f"{path}/",
+        auth=sender_auth,
+        response=responses({202: BurstOut}, errors=STATE_ERRORS),
+        summary=summary,
+        operation_id=f"email_burst_{path}",
+    )(handler)
+
+
+_state_change(
+    "send",
+    "Send an email burst now",
+    "Needs campaigns.send_emailburst. Starts sending: 202 with the burst (status "
+    "`sending`); 409 unless it is a draft or scheduled; 422 when it has no recipients.",
+    services.burst_send,
+)
+_state_change(
+    "pause",
+    "Pause a sending burst",
+    "Needs campaigns.send_emailburst. 202, or 409 unless the burst is sending.",
+    services.burst_pause,
+)
+_state_change(
+    "resume",
+    "Resume a paused burst",
+    "Needs campaigns.send_emailburst. Mails only those not yet done. 202, or 409 unless the burst is paused.",
+    services.burst_resume,
+)
+_state_change(
+    "cancel",
+    "Cancel a burst",
+    "Needs campaigns.send_emailburst. Remaining deliveries become `skipped`. 202, or 409 "
+    "unless the burst is scheduled, sending or paused.",
+    services.burst_cancel,
+)
+
+
+@router.post(
+    ITEM + "schedule/",
+    auth=sender_auth,
+    response=responses({202: BurstOut}, errors=STATE_ERRORS),
+    summary="Schedule an email burst",
+)
+def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
+    """Needs campaigns.send_emailburst. `send_at` is ISO 8601 with a time zone, in the
+    future (else 422). A scheduled burst may be rescheduled. 409 unless draft or
+    scheduled."""
+    _exists(id)
+    services.burst_schedule(burst_id=id, send_at=payload.send_at)
+    return Status(202, _burst(id))
+
+
+@router.post(
+    ITEM + "retry/",
+    auth=sender_auth,
+    response=responses({202: RetryOut}, errors=STATE_ERRORS),
+    summary="Retry failed deliveries",
+)
+def retry_burst(request: HttpRequest, id: int, payload: RetryIn | None = None):
+    """Needs campaigns.send_emailburst. Re-queues the deliveries in the given statuses
+    (default `connection_error` and `failed`; `not_found` is a 422). 409 unless the
+    burst is sending, paused or sent."""
+    _exists(id)
+    payload = payload or RetryIn()
+    count = services.burst_retry(burst_id=id, statuses=[str(s) for s in payload.statuses])
+    return Status(202, {"email_burst_id": id, "requeued": count})
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+@router.get(ITEM + "stats/", response=responses({200: StatsOut}, errors=OBJECT_ERRORS), summary="Burst statistics")
+def burst_stats(request: HttpRequest, id: int):
+    """Staff only. Delivery counts by status and the success rate, from one query."""
+    return services.burst_stats(burst_id=id).as_dict()
+
+
+@router.get(
+    ITEM + "deliveries/",
+    response=responses({200: DeliveryPage}, errors=OBJECT_ERRORS),
+    summary="List a burst's deliveries",
+)
+def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery]):
+    """Staff only. Ordered by id, filterable by `status`, paginated."""
+    _exists(id)
+    deliveries = Delivery.objects.filter(burst_id=id).order_by("id")
+    if query.status:
+        deliveries = deliveries.filter(status=query.status)
+    return paginate(deliveries, query)
+
+
+@router.post(
+    ITEM + "attachments/",
+    auth=StaffAuth(body_limit=attachment_body_limit),
+    response=responses({201: AttachmentOut}, errors=STATE_ERRORS),
+    summary="Upload an attachment",
+)
+def add_attachment(request: HttpRequest, id: int, file: File[UploadedFile]):
+    """Staff only. Multipart upload (field `file`); 413 above the configured
+    ATTACHMENT_MAX_SIZE; 409 unless the burst is a draft or scheduled."""
+    _exists(id)
+    return Status(201, services.attachment_add(burst_id=id, uploaded_file=file))

@@ -1,0 +1,150 @@
+"""API schemas of email bursts, deliveries and statistics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from ninja import Field, Schema
+from pydantic import AwareDatetime, BeforeValidator, StringConstraints, model_validator
+
+from campaigns.models import BurstStatus, DeliveryStatus
+from members.schemas import Bool, EmailOrBlank, Id, Line, PageQuery, Text, _json_string
+
+Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+Body = Annotated[Text, StringConstraints(min_length=1)]
+FromName = Annotated[Line, StringConstraints(max_length=100)]
+SendAt = Annotated[AwareDatetime, BeforeValidator(_json_string)]
+
+
+class BurstOut(Schema):
+    id: int
+    subject: str
+    body: str
+    html_body: str
+    sender: str
+    from_name: str
+    reply_to: str
+    status: BurstStatus
+    pause_reason: str
+    recipient_count: int = Field(
+        description="Deliveries once the burst has started; before that, the members it would mail now."
+    )
+    all_members: bool
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+
+
+class BurstPage(Schema):
+    items: list[BurstOut]
+    count: int
+
+
+def _one_audience(values):
+    if getattr(values, "all_members", None) and getattr(values, "recipients", None):
+        raise ValueError("give either recipients or all_members: true, not both")
+    return values
+
+
+class BurstIn(Schema):
+    """Create, or replace with PUT (omitted optional fields take their defaults).
+    Subject, bodies and from_name are Django templates rendered per member."""
+
+    subject: Subject = Field(description="At most 200 characters, one line.")
+    body: Body = Field(description="Plain-text body.")
+    html_body: Text = ""
+    sender: EmailOrBlank = Field("", description="From address; blank: the configured SENDER_EMAIL.")
+    from_name: FromName = ""
+    reply_to: EmailOrBlank = ""
+    recipients: list[Id] = Field(default_factory=list, description="Member ids (not with all_members).")
+    all_members: Bool = Field(False, description="Every active, subscribed member at send time.")
+
+    @model_validator(mode="after")
+    def one_audience(self):
+        return _one_audience(self)
+
+
+class BurstPatch(Schema):
+    """Partial update: only the fields sent change."""
+
+    subject: Subject = None  # type: ignore[assignment]
+    body: Body = None  # type: ignore[assignment]
+    html_body: Text = None  # type: ignore[assignment]
+    sender: EmailOrBlank = None  # type: ignore[assignment]
+    from_name: FromName = None  # type: ignore[assignment]
+    reply_to: EmailOrBlank = None  # type: ignore[assignment]
+    recipients: list[Id] = None  # type: ignore[assignment]
+    all_members: Bool = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def one_audience(self):
+        return _one_audience(self)
+
+
+class ScheduleIn(Schema):
+    send_at: SendAt = Field(description="ISO 8601 with a time zone, in the future.")
+
+
+class RetryIn(Schema):
+    statuses: list[DeliveryStatus] = Field(
+        default_factory=lambda: [DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED],
+        description="Delivery statuses to send again: connection_error, failed, other_error. "
+        "not_found is never retried (422).",
+    )
+
+
+class RetryOut(Schema):
+    email_burst_id: int
+    requeued: int
+
+
+class StatusCounts(Schema):
+    pending: int
+    sent: int
+    not_found: int
+    failed: int
+    connection_error: int
+    other_error: int
+    skipped: int
+
+
+class StatsOut(Schema):
+    email_burst_id: int
+    status: BurstStatus
+    total_recipients: int
+    sent_count: int
+    failed_count: int
+    pending_count: int
+    skipped_count: int
+    success_rate: float
+    status_counts: StatusCounts
+
+
+class DeliveryOut(Schema):
+    id: int
+    member_id: int | None = Field(description="Null once the member was deleted.")
+    email: str = Field(description="The address used; blank once the member was deleted.")
+    status: DeliveryStatus
+    attempts: int
+    error_message: str
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+class DeliveryPage(Schema):
+    items: list[DeliveryOut]
+    count: int
+
+
+class DeliveryQuery(PageQuery):
+    status: DeliveryStatus | None = None
+
+
+class AttachmentOut(Schema):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    created_at: datetime

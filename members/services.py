@@ -1,0 +1,241 @@
+"""Member services: create, update, delete, plus the API's login bookkeeping.
+
+Keyword-only functions named ``<entity>_<action>``, shared by the API (and
+anything else that changes members on a user's behalf). They raise
+``MemberError`` subclasses; the API turns them into 403 / 409 / 422 answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import Any
+
+from django.contrib.auth import password_validation
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from ninja_jwt.exceptions import InvalidToken, TokenError
+from ninja_jwt.settings import api_settings
+from ninja_jwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from ninja_jwt.tokens import RefreshToken, UntypedToken
+from ninja_jwt.utils import datetime_from_epoch
+
+from members.models import Member
+
+
+class MemberError(Exception):
+    """A refused member change; ``field`` names the offending input when there is one."""
+
+    status_code = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class MemberForbidden(MemberError):
+    status_code = 403
+
+
+class MemberConflict(MemberError):
+    status_code = 409
+
+
+class MemberInvalid(MemberError):
+    status_code = 422
+
+
+# Fields a caller may set, and what a full replacement (PUT) resets them to.
+MEMBER_DEFAULTS: dict[str, Any] = {
+    "first_name": "",
+    "middle_name": "",
+    "last_name": "",
+    "birth_date": None,
+    "is_verified": False,
+    "is_active": True,
+}
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser")
+WRITABLE_FIELDS = frozenset({"username", "email", *MEMBER_DEFAULTS, *PRIVILEGE_FIELDS})
+
+
+def _check_privileges(*, actor: Member, member: Member | None, fields: dict[str, Any]) -> None:
+    if actor.is_superuser:
+        return
+    if member is not None and member.is_superuser:
+        raise MemberForbidden("Only a superuser may change a superuser.")
+    for name in PRIVILEGE_FIELDS:
+        if name in fields:
+            current = getattr(member, name) if member is not None else False
+            if bool(fields[name]) != current:
+                raise MemberForbidden(f"Only a superuser may change {name}.", field=name)
+
+
+def _check_unique(*, member: Member, fields: dict[str, Any]) -> None:
+    others = Member.objects.exclude(pk=member.pk) if member.pk else Member.objects.all()
+    if "email" in fields and others.filter(email__iexact=fields["email"]).exists():
+        raise MemberConflict("A member with this email address already exists.", field="email")
+    if "username" in fields and others.filter(username=fields["username"]).exists():
+        raise MemberConflict("A member with this username already exists.", field="username")
+
+
+def _set_password(member: Member, password: str | None) -> None:
+    if password is None:
+        return
+    try:
+        password_validation.validate_password(password, member)
+    except DjangoValidationError as exc:
+        raise MemberInvalid(" ".join(exc.messages), field="password") from None
+    member.set_password(password)
+
+
+def _save(member: Member) -> Member:
+    try:
+        with transaction.atomic():
+            member.save()
+    except IntegrityError:
+        # A concurrent request took the address or username between the check and the insert.
+        raise MemberConflict("A member with this email address or username already exists.") from None
+    return member
+
+
+def member_create(
+    *,
+    actor: Member,
+    username: str,
+    email: str,
+    password: str | None = None,
+    first_name: str = "",
+    middle_name: str = "",
+    last_name: str = "",
+    birth_date: date | None = None,
+    is_verified: bool = False,
+    is_active: bool = True,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> Member:
+    fields = {
+        "username": username,
+        "email": Member.objects.normalize_email(email),
+        "first_name": first_name,
+        "middle_name": middle_name,
+        "last_name": last_name,
+        "birth_date": birth_date,
+        "is_verified": is_verified,
+        "is_active": is_active,
+        "is_staff": is_staff,
+        "is_superuser": is_superuser,
+    }
+    _check_privileges(actor=actor, member=None, fields=fields)
+    member = Member(**fields)
+    _check_unique(member=member, fields=fields)
+    if password is None:
+        member.set_unusable_password()
+    else:
+        _set_password(member, password)
+    return _save(member)
+
+
+def member_update(*, actor: Member, member: Member, password: str | None = None, **fields: Any) -> Member:
+    """Change the given fields (a PUT passes all of them, a PATCH only those sent)."""
+    unknown = set(fields) - WRITABLE_FIELDS
+    if unknown:
+        raise MemberInvalid(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    if "email" in fields:
+        fields["email"] = Member.objects.normalize_email(fields["email"])
+    _check_privileges(actor=actor, member=member, fields=fields)
+    if password is not None and member.is_superuser and not actor.is_superuser:
+        raise MemberForbidden("Only a superuser may change a superuser.")
+    _check_unique(member=member, fields=fields)
+    for name, value in fields.items():
+        setattr(member, name, value)
+    _set_password(member, password)
+    return _save(member)
+
+
+def member_delete(*, actor: Member, member: Member) -> None:
+    """Delete a member; their past deliveries stay, without the address (members.signals)."""
+    if member.is_superuser and not actor.is_superuser:
+        raise MemberForbidden("Only a superuser may delete a superuser.")
+    member.delete()
+
+
+# --- login bookkeeping --------------------------------------------------------------
+
+LOGIN_MAX_FAILURES = 10
+LOGIN_WINDOW_SECONDS = 60
+
+
+class LoginThrottled(Exception):
+    def __init__(self, wait: int) -> None:
+        super().__init__("Too many failed login attempts. Try again later.")
+        self.wait = wait
+
+
+def _login_keys(*, username: str, ip: str) -> list[str]:
+    digest = hashlib.sha256(username.casefold().encode("utf-8", "surrogatepass")).hexdigest()
+    return [f"api-login-fail:user:{digest}", f"api-login-fail:ip:{ip}"]
+
+
+def login_throttle_check(*, username: str, ip: str) -> None:
+    """Refuse a login attempt once a username or an address failed too often this minute."""
+    counts = cache.get_many(_login_keys(username=username, ip=ip))
+    if any(count >= LOGIN_MAX_FAILURES for count in counts.values()):
+        raise LoginThrottled(LOGIN_WINDOW_SECONDS)
+
+
+def login_failure_record(*, username: str, ip: str) -> None:
+    for key in _login_keys(username=username, ip=ip):
+        # add() starts the window; incr() is atomic in every Django cache backend.
+        cache.add(key, 0, timeout=LOGIN_WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add() and incr()
+            cache.add(key, 1, timeout=LOGIN_WINDOW_SECONDS)
+
+
+def login_success_record(*, username: str) -> None:
+    cache.delete(_login_keys(username=username, ip="-")[0])
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def token_refresh(*, refresh: str) -> dict[str, str]:
+    """Exchange a refresh token for a new access token and a rotated refresh token.
+
+    The used refresh token is blacklisted in the same transaction, and only one
+    of two concurrent uses of one token succeeds. A deactivated or deleted
+    member's refresh token is refused.
+    """
+    try:
+        token = RefreshToken(refresh)
+    except TokenError as exc:
+        raise InvalidToken(str(exc)) from None
+    user = Member.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM), is_active=True).first()
+    if user is None:
+        raise InvalidToken("User is inactive or does not exist")
+    with transaction.atomic():
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=token[api_settings.JTI_CLAIM],
+            defaults={"token": refresh, "user": user, "expires_at": datetime_from_epoch(token["exp"])},
+        )
+        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+        if not created:
+            raise InvalidToken("Token is blacklisted")
+        new = RefreshToken.for_user(user)
+    return {"access": str(new.access_token), "refresh": str(new)}
+
+
+def token_verify(*, token: str) -> None:
+    """Raise InvalidToken unless the token is valid, not blacklisted, and its member active."""
+    try:
+        decoded = UntypedToken(token)
+    except TokenError as exc:
+        raise InvalidToken(str(exc)) from None
+    if BlacklistedToken.objects.filter(token__jti=decoded.get(api_settings.JTI_CLAIM)).exists():
+        raise InvalidToken("Token is blacklisted")
+    user_id = decoded.get(api_settings.USER_ID_CLAIM)
+    if user_id is None or not Member.objects.filter(pk=user_id, is_active=True).exists():
+        raise InvalidToken("User is inactive or does not exist")

@@ -1,44 +1,571 @@
-from django.contrib import admin
-from unfold.admin import ModelAdmin, TabularInline
+"""Bursts and deliveries in the admin (SPEC section 6).
 
-from campaigns.models import Delivery, EmailAttachment, EmailBurst
+Every state change goes through `campaigns.services` (the same functions as the
+API), always by POST: the bulk actions of the list are POST forms, and the burst
+page's buttons (unfold `actions_detail`, which are links) open a confirmation page
+that POSTs. Sending, scheduling, pausing, resuming, cancelling and retrying need the
+`campaigns.send_emailburst` permission: without it the buttons are hidden and the
+URLs answer 403.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RangeDateTimeFilter
+from unfold.decorators import action, display
+from unfold.enums import ActionVariant
+
+from campaigns import admin_views
+from campaigns.admin_forms import AttachmentForm, EmailBurstForm, ScheduleForm, zone_description
+from campaigns.admin_report import (
+    BURST_STATUS_VARIANTS,
+    DELIVERY_STATUS_VARIANTS,
+    STARTED_STATUSES,
+    report_context,
+)
+from campaigns.models import (
+    FAILED_DELIVERY_STATUSES,
+    BurstStatus,
+    Delivery,
+    DeliveryStatus,
+    EmailAttachment,
+    EmailBurst,
+)
+from campaigns.services import (
+    IllegalState,
+    InvalidInput,
+    ServiceError,
+    TooLarge,
+    attachment_add,
+    burst_cancel,
+    burst_create,
+    burst_delete,
+    burst_duplicate,
+    burst_schedule,
+    burst_send,
+    burst_stats,
+    burst_update,
+    bursts_with_counts,
+)
+
+SEND_PERMISSION = "campaigns.send_emailburst"
+# Above this many chosen recipients the page shows a count instead of the
+# autocomplete (which would render every chosen member).
+RECIPIENT_WIDGET_LIMIT = 500
+
+
+def _delivery_count(statuses: list[str] | None = None) -> Coalesce:
+    deliveries = Delivery.objects.filter(burst=OuterRef("pk"))
+    if statuses:
+        deliveries = deliveries.filter(status__in=statuses)
+    counted = deliveries.order_by().values("burst").annotate(c=Count("*")).values("c")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def annotate_outcomes(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
+    """recipient_count (services) plus delivery counts, one subquery each: no query per row."""
+    return bursts_with_counts(queryset).annotate(
+        n_deliveries=_delivery_count(),
+        n_sent=_delivery_count([DeliveryStatus.SENT]),
+        n_failed=_delivery_count(sorted(FAILED_DELIVERY_STATUSES)),
+        n_skipped=_delivery_count([DeliveryStatus.SKIPPED]),
+    )
+
+
+def success_rate(burst: EmailBurst) -> float | None:
+    to_send = getattr(burst, "n_deliveries", 0) - getattr(burst, "n_skipped", 0)
+    if not to_send:
+        return None
+    return round(burst.n_sent * 100 / to_send, 2)
 
 
 class AttachmentInline(TabularInline):
     model = EmailAttachment
+    form = AttachmentForm
     extra = 0
-    fields = ("file", "filename", "content_type", "size")
-    readonly_fields = ("size",)
+    fields = ("file", "filename", "content_type", "size_display")
+    readonly_fields = ("filename", "content_type", "size_display")
+    verbose_name_plural = "attachments"
+
+    @display(description="Size")
+    def size_display(self, attachment: EmailAttachment) -> str:
+        if not attachment.pk:
+            return "—"
+        size = attachment.size
+        for unit in ("bytes", "KB", "MB"):
+            if size < 1024 or unit == "MB":
+                return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+            size /= 1024
+        return ""
+
+    def has_change_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
+
+    def has_add_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
+        return super().has_add_permission(request, obj) and (obj is None or obj.is_editable)
+
+    def has_delete_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_editable)
 
 
 @admin.register(EmailBurst)
 class EmailBurstAdmin(ModelAdmin):
+    form = EmailBurstForm
+    inlines = [AttachmentInline]
     list_display = (
         "subject",
-        "status",
-        "all_members",
+        "status_badge",
+        "recipients_column",
+        "sent_column",
+        "failed_column",
+        "success_rate_column",
+        "when_column",
+        "created_at",
+    )
+    list_display_links = ("subject",)
+    list_filter = (("status", ChoicesDropdownFilter), "all_members", ("created_at", RangeDateTimeFilter))
+    list_filter_submit = True
+    search_fields = ("subject",)
+    list_per_page = 50
+    autocomplete_fields = ("recipients",)
+    readonly_fields = (
+        "status_label",
         "scheduled_at",
         "started_at",
         "finished_at",
+        "pause_reason",
+        "created_by",
         "created_at",
+        "recipients_summary",
     )
-    list_filter = ("status", "all_members")
-    search_fields = ("subject",)
-    autocomplete_fields = ("recipients",)
-    readonly_fields = ("status", "pause_reason", "started_at", "finished_at", "created_by", "created_at")
-    inlines = [AttachmentInline]
+    actions = ["send_now", "schedule_selected", "cancel_selected", "duplicate_as_draft"]
+    actions_detail = [
+        {"title": "Check", "icon": "fact_check", "items": ["preview_burst", "preflight_burst", "send_test_burst"]},
+        "schedule_burst",
+        "send_burst",
+        "pause_burst",
+        "resume_burst",
+        "cancel_burst",
+        "retry_burst",
+    ]
+    change_form_outer_before_template = "campaigns/admin/burst_report.html"
+    warn_unsaved_form = True
 
-    def save_model(self, request, obj, form, change):
-        if not change and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+    # --- queryset, permissions ---------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailBurst]:
+        return annotate_outcomes(super().get_queryset(request))
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> EmailBurst | None:
+        cache: dict[int, EmailBurst] = request.__dict__.setdefault("_emailer_bursts", {})
+        if from_field is None and str(object_id).isdigit() and int(object_id) in cache:
+            cached = cache[int(object_id)]
+            if hasattr(cached, "recipient_count"):
+                return cached
+        burst = super().get_object(request, object_id, from_field)
+        if burst is not None:
+            cache[burst.pk] = burst
+        return burst
+
+    def has_send_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(SEND_PERMISSION)
+
+    def has_preview_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
+        # Once started, a burst is a record: its page is read-only.
+        return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
+
+    def has_delete_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_editable)
+
+    # --- list columns --------------------------------------------------------------------------
+
+    @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
+    def status_badge(self, burst: EmailBurst) -> tuple[str, str]:
+        return burst.status, burst.get_status_display()
+
+    @display(description="Status")
+    def status_label(self, burst: EmailBurst) -> str:
+        return render_to_string(
+            "unfold/helpers/label.html",
+            {"text": burst.get_status_display(), "variant": BURST_STATUS_VARIANTS.get(burst.status, "default")},
+        )
+
+    @display(description="Recipients", ordering="recipient_count")
+    def recipients_column(self, burst: EmailBurst) -> str:
+        count = getattr(burst, "recipient_count", None)
+        if burst.all_members and burst.status in (BurstStatus.DRAFT, BurstStatus.SCHEDULED):
+            return f"{count:,} (all)"
+        return f"{count:,}" if count is not None else "—"
+
+    @display(description="Sent", ordering="n_sent")
+    def sent_column(self, burst: EmailBurst) -> str:
+        return f"{burst.n_sent:,}" if burst.n_deliveries else "—"
+
+    @display(description="Failed", ordering="n_failed")
+    def failed_column(self, burst: EmailBurst) -> str:
+        if not burst.n_deliveries:
+            return "—"
+        if burst.n_failed:
+            return format_html('<span class="font-semibold text-red-700 dark:text-red-400">{}</span>', f"{burst.n_failed:,}")
+        return "0"
+
+    @display(description="Success rate")
+    def success_rate_column(self, burst: EmailBurst) -> str:
+        rate = success_rate(burst)
+        return "—" if rate is None else f"{rate:.1f} %"
+
+    @display(description="When")
+    def when_column(self, burst: EmailBurst) -> str:
+        if burst.status == BurstStatus.SCHEDULED and burst.scheduled_at:
+            return f"due {timezone.localtime(burst.scheduled_at):%Y-%m-%d %H:%M}"
+        if burst.finished_at:
+            return f"{'finished' if burst.status == BurstStatus.SENT else 'ended'} {timezone.localtime(burst.finished_at):%Y-%m-%d %H:%M}"
+        if burst.started_at:
+            return f"started {timezone.localtime(burst.started_at):%Y-%m-%d %H:%M}"
+        return "—"
+
+    @display(description="Recipients")
+    def recipients_summary(self, burst: EmailBurst) -> str:
+        if burst.all_members:
+            return "All subscribed members"
+        count = getattr(burst, "_chosen_count", None)
+        if count is None:
+            count = burst.recipients.count()
+        return f"{count:,} chosen member{'s' if count != 1 else ''}"
+
+    # --- the burst page ------------------------------------------------------------------------
+
+    def _chosen_count(self, burst: EmailBurst) -> int:
+        if not hasattr(burst, "_chosen_count"):
+            burst._chosen_count = EmailBurst.recipients.through.objects.filter(emailburst_id=burst.pk).count()
+        return burst._chosen_count
+
+    def _recipients_field(self, obj: EmailBurst | None) -> str:
+        if obj is None:
+            return "recipients"
+        if not obj.is_editable or self._chosen_count(obj) > RECIPIENT_WIDGET_LIMIT:
+            return "recipients_summary"
+        return "recipients"
+
+    def get_fieldsets(self, request: HttpRequest, obj: EmailBurst | None = None) -> list:
+        fieldsets: list = [
+            ("Message", {"fields": ("subject", "body", "html_body")}),
+            ("Sender", {"fields": ("sender", "from_name", "reply_to")}),
+            ("Recipients", {"fields": ("all_members", self._recipients_field(obj))}),
+        ]
+        if obj is not None:
+            status = ["status_label", "scheduled_at", "started_at", "finished_at"]
+            if obj.pause_reason:
+                status.append("pause_reason")
+            fieldsets.append(("Status", {"fields": (*status, "created_by", "created_at")}))
+        return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: EmailBurst | None = None, change: bool = False, **kwargs: Any):
+        if obj is not None and self._recipients_field(obj) != "recipients":
+            kwargs["fields"] = [f for f in EmailBurstForm.Meta.fields if f != "recipients"]
+        return super().get_form(request, obj, change, **kwargs)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        burst = self.get_object(request, object_id) if object_id.isdigit() else None
+        if burst is not None and self.has_view_or_change_permission(request, burst):
+            stats = burst_stats(burst_id=burst.pk)
+            extra_context.update(report_context(request, burst, stats))
+            extra_context["can_send"] = self.has_send_permission(request)
+            extra_context["recipient_count"] = getattr(burst, "recipient_count", None)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_actions_detail(self, request: HttpRequest, object_id: int) -> list:
+        allowed = super().get_actions_detail(request, object_id)
+        burst = admin_views.get_burst(request, str(object_id))
+        verbs = {
+            "schedule_burst": "schedule",
+            "send_burst": "send",
+            "pause_burst": "pause",
+            "resume_burst": "resume",
+            "cancel_burst": "cancel",
+            "retry_burst": "retry",
+            "preflight_burst": "preflight",
+        }
+        prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}_"
+        return [
+            a
+            for a in allowed
+            if a.action_name.removeprefix(prefix) not in verbs
+            or admin_views.is_legal(verbs[a.action_name.removeprefix(prefix)], burst.status)
+        ]
+
+    def save_model(self, request: HttpRequest, obj: EmailBurst, form: Form, change: bool) -> None:
+        data = form.cleaned_data
+        values = {name: data.get(name) or "" for name in ("subject", "body", "html_body", "sender", "from_name", "reply_to")}
+        values["all_members"] = bool(data.get("all_members"))
+        recipient_ids = [m.pk for m in data["recipients"]] if "recipients" in data else None
+        if change:
+            if recipient_ids is not None:
+                values["recipient_ids"] = recipient_ids
+            saved = burst_update(burst_id=obj.pk, **values)
+        else:
+            saved = burst_create(**values, recipient_ids=recipient_ids or [], created_by=request.user)
+        for field in EmailBurst._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
+        obj._state.db = saved._state.db
+
+    def save_related(self, request: HttpRequest, form: Form, formsets: list, change: bool) -> None:
+        # Recipients were set by the service; only the attachments are left.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def save_formset(self, request: HttpRequest, form: Form, formset: Any, change: bool) -> None:
+        if formset.model is not EmailAttachment:
+            return super().save_formset(request, form, formset, change)
+        burst = form.instance
+        for inline_form in formset.deleted_forms:
+            if inline_form.instance.pk:
+                inline_form.instance.delete()
+        for inline_form in formset.forms:
+            if inline_form in formset.deleted_forms or not inline_form.has_changed():
+                continue
+            upload = inline_form.cleaned_data.get("file")
+            if upload is None or not hasattr(upload, "size"):
+                continue
+            if inline_form.instance.pk:
+                inline_form.instance.delete()  # a replaced file
+            try:
+                attachment_add(burst_id=burst.pk, uploaded_file=upload)
+            except (TooLarge, IllegalState) as exc:
+                messages.error(request, f"{upload.name}: {exc.message}")
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def delete_model(self, request: HttpRequest, obj: EmailBurst) -> None:
+        burst_delete(burst_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
+        refused = []
+        for pk, subject in queryset.values_list("pk", "subject"):
+            try:
+                burst_delete(burst_id=pk)
+            except ServiceError:
+                refused.append(subject)
+        if refused:
+            messages.warning(request, f"Not deleted (already started): {', '.join(refused)}.")
+
+    def get_urls(self) -> list[URLPattern]:
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return view(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(wrapper)
+
+        return [
+            path("<path:object_id>/progress/", wrap(admin_views.progress_view), name="campaigns_emailburst_progress"),
+            path(
+                "<path:object_id>/report/<str:fmt>/",
+                wrap(admin_views.report_export_view),
+                name="campaigns_emailburst_report_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    # --- bulk actions on the list ------------------------------------------------------------------
+
+    def _bulk(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[EmailBurst],
+        verb: str,
+        done_word: str,
+        run: Callable[[EmailBurst], Any],
+    ) -> None:
+        done = 0
+        skipped: dict[str, list[str]] = defaultdict(list)
+        for burst in queryset.order_by("pk"):
+            if not admin_views.is_legal(verb, burst.status):
+                skipped[admin_views.skip_reason(verb, burst.status)].append(str(burst))
+                continue
+            try:
+                run(burst)
+            except IllegalState:
+                burst.refresh_from_db(fields=["status"])
+                skipped[admin_views.skip_reason(verb, burst.status)].append(str(burst))
+            except InvalidInput as exc:
+                skipped[exc.message].append(str(burst))
+            else:
+                done += 1
+        parts = [f"{done} {done_word}"]
+        for reason, subjects in skipped.items():
+            parts.append(f"{len(subjects)} skipped: {reason} ({', '.join(f'“{s}”' for s in subjects[:5])}{'…' if len(subjects) > 5 else ''})")
+        level = messages.SUCCESS if done and not skipped else messages.WARNING if done else messages.ERROR
+        self.message_user(request, ", ".join(parts) + ".", level)
+
+    @action(description="Send now", permissions=["send"])
+    def send_now(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
+        self._bulk(request, queryset, "send", "started", lambda b: burst_send(burst_id=b.pk))
+
+    @action(description="Cancel", permissions=["send"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
+        self._bulk(request, queryset, "cancel", "cancelled", lambda b: burst_cancel(burst_id=b.pk))
+
+    @action(description="Duplicate as draft", permissions=["add"])
+    def duplicate_as_draft(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
+        copies = [burst_duplicate(burst_id=pk, created_by=request.user) for pk in queryset.order_by("pk").values_list("pk", flat=True)]
+        self.message_user(
+            request,
+            f"{len(copies)} duplicated as draft{'s' if len(copies) != 1 else ''}: "
+            + ", ".join(f"“{c}”" for c in copies[:5])
+            + ("…" if len(copies) > 5 else "")
+            + ".",
+            messages.SUCCESS,
+        )
+
+    @action(description="Schedule…", permissions=["send"])
+    def schedule_selected(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> TemplateResponse | None:
+        form = ScheduleForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            send_at = form.cleaned_data["send_at"]
+            self._bulk(
+                request, queryset, "schedule", "scheduled", lambda b: burst_schedule(burst_id=b.pk, send_at=send_at)
+            )
+            return None
+        bursts = list(queryset.order_by("pk"))
+        return TemplateResponse(
+            request,
+            "campaigns/admin/schedule.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Schedule",
+                "form": form,
+                "zone": zone_description(),
+                "bursts": bursts,
+                "bulk": True,
+                "action_name": "schedule_selected",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "changelist_url": reverse("admin:campaigns_emailburst_changelist"),
+            },
+        )
+
+    # --- the burst page's buttons (GET shows a confirmation, POST acts) --------------------------------
+
+    @action(description="Preview", url_path="preview", icon="visibility", permissions=["preview"])
+    def preview_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.preview_view(self, request, object_id)
+
+    @action(description="Pre-flight", url_path="preflight", icon="checklist", permissions=["preview"])
+    def preflight_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.preflight_view(self, request, object_id)
+
+    @action(description="Send a test to me", url_path="send-test", icon="forward_to_inbox", permissions=["preview"])
+    def send_test_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.send_test_view(self, request, object_id)
+
+    @action(description="Schedule…", url_path="schedule", icon="schedule", permissions=["send"])
+    def schedule_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.schedule_view(self, request, object_id)
+
+    @action(description="Send now", url_path="send", icon="send", permissions=["send"], variant=ActionVariant.PRIMARY)
+    def send_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.state_change_view(self, request, object_id, "send")
+
+    @action(description="Pause", url_path="pause", icon="pause", permissions=["send"], variant=ActionVariant.WARNING)
+    def pause_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.state_change_view(self, request, object_id, "pause")
+
+    @action(description="Resume", url_path="resume", icon="play_arrow", permissions=["send"], variant=ActionVariant.PRIMARY)
+    def resume_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.state_change_view(self, request, object_id, "resume")
+
+    @action(description="Cancel", url_path="cancel", icon="cancel", permissions=["send"], variant=ActionVariant.DANGER)
+    def cancel_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.state_change_view(self, request, object_id, "cancel")
+
+    @action(description="Retry failed…", url_path="retry", icon="replay", permissions=["send"])
+    def retry_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.retry_view(self, request, object_id)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(ModelAdmin):
-    list_display = ("id", "burst", "email", "status", "attempts", "sent_at", "updated_at")
-    list_filter = ("status",)
+    """Deliveries are the engine's records: browse and filter, never edit."""
+
+    list_display = ("id", "burst_link", "recipient", "status_badge", "attempts", "smtp_reply", "sent_at", "updated_at")
+    list_display_links = ("id",)
+    list_filter = (
+        ("status", ChoicesDropdownFilter),
+        ("burst", AutocompleteSelectFilter),
+        ("updated_at", RangeDateTimeFilter),
+    )
+    list_filter_submit = True
     search_fields = ("email",)
     list_select_related = ("burst",)
-    raw_id_fields = ("burst", "member")
     show_full_result_count = False
+    list_per_page = 50
+    ordering = ("-id",)
+    readonly_fields = (
+        "burst",
+        "member",
+        "email",
+        "status",
+        "error_message",
+        "attempts",
+        "sent_at",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).defer("burst__body", "burst__html_body")
+
+    @display(description="Burst", ordering="burst")
+    def burst_link(self, delivery: Delivery) -> str:
+        url = reverse("admin:campaigns_emailburst_change", args=[delivery.burst_id])
+        return format_html('<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject)
+
+    @display(description="Recipient", ordering="email")
+    def recipient(self, delivery: Delivery) -> str:
+        if delivery.member_id:
+            url = reverse("admin:members_member_change", args=[delivery.member_id])
+            return format_html('<a href="{}">{}</a>', url, delivery.email or f"member {delivery.member_id}")
+        return delivery.email or "deleted member"
+
+    @display(description="Status", ordering="status", label=DELIVERY_STATUS_VARIANTS)
+    def status_badge(self, delivery: Delivery) -> tuple[str, str]:
+        return delivery.status, delivery.get_status_display()
+
+    @display(description="SMTP reply")
+    def smtp_reply(self, delivery: Delivery) -> str:
+        text = delivery.error_message
+        return text if len(text) <= 90 else text[:88] + "…"
+
+
+__all__ = ["EmailBurstAdmin", "DeliveryAdmin", "STARTED_STATUSES"]

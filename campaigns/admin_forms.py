@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.utils import timezone
-from unfold.widgets import UnfoldAdminCheckboxSelectMultiple, UnfoldAdminTextInputWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminTextInputWidget
 
 from campaigns.models import DeliveryStatus, EmailAttachment, EmailBurst
 from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES, InvalidInput, burst_validate
@@ -103,6 +103,6 @@ class RetryForm(forms.Form):
         label="Retry deliveries that ended as",
         choices=RETRY_CHOICES,
         initial=list(DEFAULT_RETRY_STATUSES),
-        widget=UnfoldAdminCheckboxSelectMultiple,
+        widget=UnfoldAdminCheckboxSelectMultipleWidget,
         help_text="“Not found” deliveries are never retried: the address does not exist.",
     )

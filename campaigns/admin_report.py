@@ -138,11 +138,8 @@ CHART_OPTIONS = {
     "maintainAspectRatio": False,
     "cutout": "62%",
     "plugins": {
-        "legend": {
-            "display": True,
-            "position": "right",
-            "labels": {"usePointStyle": True, "pointStyle": "circle", "boxWidth": 8, "boxHeight": 8},
-        },
+        # The breakdown table next to the chart is its legend.
+        "legend": {"display": False},
         "tooltip": {"enabled": True},
     },
 }

@@ -175,7 +175,7 @@ def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
     response=responses({202: RetryOut}, errors=STATE_ERRORS),
     summary="Retry failed deliveries",
 )
-def retry_burst(request: HttpRequest, id: int, payload: RetryIn | None = None):
+def retry_burst(request: HttpRequest, id: int, payload: RetryIn = None):  # type: ignore[assignment]
     """Needs campaigns.send_emailburst. Re-queues the deliveries in the given statuses
     (default `connection_error` and `failed`; `not_found` is a 422). 409 unless the
     burst is sending, paused or sent."""

@@ -75,6 +75,8 @@ class EmailBurst(models.Model):
     # False while deliveries are still being created: a burst is never
     # finished before all of its deliveries exist.
     deliveries_ready = models.BooleanField(default=False, editable=False)
+    # Connection failures in a row across all workers; EMAIL_PAUSE_AFTER pauses.
+    connection_failures = models.PositiveIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -176,6 +178,7 @@ class Delivery(models.Model):
 
     @property
     def message_id(self) -> str:
-        """Stable across retries, so a receiver can tell a retry from a new message."""
-        domain = settings.SENDER_EMAIL.rsplit("@", 1)[-1] or "localhost"
-        return f"<burst{self.burst_id}.delivery{self.pk}@{domain}>"
+        """The Message-ID header of this delivery's message, the same on every retry."""
+        from campaigns.sending import message_id
+
+        return message_id(burst_id=self.burst_id, delivery_id=self.pk, sender=self.burst.sender)

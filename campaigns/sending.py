@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 UNSUBSCRIBE_SALT = "emailer.unsubscribe"
 FLUSH_EVERY = 50
 FLUSH_SECONDS = 1.0
+DOT_LINE = re.compile(rb"(?m)^\.")
 ENHANCED_CODE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 
@@ -198,19 +199,39 @@ class SmtpSession:
         return outcome
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> Outcome:
-        code, reply = conn.mail(sender)
-        if code != 250:
-            if 500 <= code < 600:
+        # Commands are written directly (addresses are already clean ASCII):
+        # smtplib's mail()/rcpt() re-parse every address, which costs more than
+        # the rest of the message. With PIPELINING, MAIL, RCPT and DATA go in
+        # one write (RFC 2920): two round trips per message instead of four.
+        envelope = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+        if conn.does_esmtp and conn.has_extn("pipelining"):
+            conn.send(envelope)
+            mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
+        else:
+            mail_cmd, rcpt_cmd, data_cmd = envelope.split(b"\r\n")[:3]
+            conn.send(mail_cmd + b"\r\n")
+            mail = conn.getreply()
+            rcpt = data = (503, b"5.5.1 Bad sequence of commands")
+            if mail[0] == 250:
+                conn.send(rcpt_cmd + b"\r\n")
+                rcpt = conn.getreply()
+                if rcpt[0] in (250, 251):
+                    conn.send(data_cmd + b"\r\n")
+                    data = conn.getreply()
+        if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            conn.send(b".\r\n")  # a server that started DATA anyway: end it empty
+            conn.getreply()
+        if mail[0] != 250:
+            if 500 <= mail[0] < 600:
                 self._reset()
-                raise BurstFault(f"Sender {sender} refused: {code} {_text(reply)}")
-            return self._failed(classify(code, reply, stage="mail"))
-        code, reply = conn.rcpt(recipient)
-        if code not in (250, 251):
-            return self._failed(classify(code, reply, stage="rcpt"))
-        try:
-            code, reply = conn.data(message)
-        except smtplib.SMTPDataError as exc:
-            return self._failed(classify(exc.smtp_code, exc.smtp_error, stage="data"))
+                raise BurstFault(f"Sender {sender} refused: {mail[0]} {_text(mail[1])}")
+            return self._failed(classify(mail[0], mail[1], stage="mail"))
+        if rcpt[0] not in (250, 251):
+            return self._failed(classify(rcpt[0], rcpt[1], stage="rcpt"))
+        if data[0] != 354:
+            return self._failed(classify(data[0], data[1], stage="data"))
+        conn.send(DOT_LINE.sub(b"..", message) + b".\r\n")
+        code, reply = conn.getreply()
         if code != 250:
             return self._failed(classify(code, reply, stage="data"))
         return SENT
@@ -275,8 +296,14 @@ def member_id_from_token(token: str) -> int:
     return int(value)
 
 
+@lru_cache(maxsize=4)
+def _unsubscribe_prefix(site_url: str) -> str:
+    # reverse() once: per message it costs more than rendering the templates.
+    return site_url + reverse("unsubscribe", args=["TOKEN"]).replace("TOKEN/", "")
+
+
 def unsubscribe_url(member_id: int) -> str:
-    return settings.SITE_URL + reverse("unsubscribe", args=[unsubscribe_token(member_id)])
+    return f"{_unsubscribe_prefix(settings.SITE_URL)}{unsubscribe_token(member_id)}/"
 
 
 def header_safe(value: str) -> str:
@@ -348,7 +375,7 @@ class PreparedBurst:
             f"To: {_address(to_name, to_email)}",
             f"Subject: {_encode_header(subject)}",
             f"Date: {formatdate(usegmt=True)}",
-            f"Message-ID: <burst{self.burst_id}.delivery{delivery_id}@{self.domain}>",
+            f"Message-ID: {message_id(burst_id=self.burst_id, delivery_id=delivery_id, sender=self.envelope_from)}",
         ]
         if self.reply_to:
             headers.append(f"Reply-To: {self.reply_to}")
@@ -457,13 +484,26 @@ def context_for(*, burst_subject: str, member: dict[str, Any], member_id: int | 
     )
 
 
+_NOT_IN_ADDRESS = re.compile(r"[\s<>,;\"()\[\]\\]")
+
+
 def encode_recipient(address: str) -> str:
-    """The envelope address in ASCII (IDNA domain); raises UnicodeError if impossible."""
-    address = header_safe(address)
-    local, _, domain = address.rpartition("@")
+    """The envelope address in ASCII (IDNA domain).
+
+    Raises ValueError for anything but one plain address (a CR/LF or a comma
+    could name another mailbox), UnicodeError when it cannot be ASCII."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or "@" in local or _NOT_IN_ADDRESS.search(address):
+        raise ValueError(f"{address!r} is not one valid email address")
     if not local.isascii():
         raise UnicodeError("the address's local part is not ASCII (needs SMTPUTF8)")
     return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+def message_id(*, burst_id: int, delivery_id: int, sender: str) -> str:
+    """Stable across retries, so a receiver can tell a retry from a new message."""
+    domain = sender.rsplit("@", 1)[-1].lower() or "localhost"
+    return f"<burst{burst_id}.delivery{delivery_id}@{domain}>"
 
 
 # --- claiming ------------------------------------------------------------------------------
@@ -637,7 +677,7 @@ def _send_claimed(
         .order_by("id")
         .values_list("id", "email", "attempts", "member_id", *MEMBER_FIELDS)
     )
-    consecutive_connection_failures = 0
+    reset_streak = False
     with SmtpSession() as smtp:
         for delivery_id, email, attempts, member_id, first, middle, last, username in rows.iterator(
             chunk_size=500
@@ -690,18 +730,26 @@ def _send_claimed(
                 return
             recorder.add(delivery_id, attempts, outcome)
             if outcome.status == DeliveryStatus.CONNECTION_ERROR:
-                consecutive_connection_failures += 1
-                if consecutive_connection_failures >= settings.EMAIL_PAUSE_AFTER:
+                streak = _count_connection_failure(burst.pk)
+                if streak >= settings.EMAIL_PAUSE_AFTER:
                     recorder.flush()
                     services.burst_pause(
                         burst_id=burst.pk,
-                        reason=(
-                            f"{consecutive_connection_failures} consecutive connection failures; "
-                            f"last: {outcome.error}"
-                        ),
+                        reason=f"{streak} consecutive connection failures; last: {outcome.error}",
                         allow_paused=True,
                     )
                     result.stopped = BurstStatus.PAUSED
                     return
-            else:
-                consecutive_connection_failures = 0
+                reset_streak = False
+            elif not reset_streak:
+                # The server answered: the burst's streak of connection failures ends.
+                EmailBurst.objects.filter(pk=burst.pk, connection_failures__gt=0).update(
+                    connection_failures=0
+                )
+                reset_streak = True
+
+
+def _count_connection_failure(burst_id: int) -> int:
+    """Count a connection failure for the burst, across all workers; returns the streak."""
+    EmailBurst.objects.filter(pk=burst_id).update(connection_failures=F("connection_failures") + 1)
+    return EmailBurst.objects.filter(pk=burst_id).values_list("connection_failures", flat=True).first() or 0

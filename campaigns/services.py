@@ -445,9 +445,12 @@ def burst_resume(*, burst_id: int) -> EmailBurst:
             raise IllegalState(f"Only a paused burst can be resumed; this one is {burst.status}.")
         _move(burst, BurstStatus.SENDING, "resume")
         burst.pause_reason = ""
+        burst.connection_failures = 0
         if burst.started_at is None:
             burst.started_at = timezone.now()
-        burst.save(update_fields=["status", "pause_reason", "started_at", "updated_at"])
+        burst.save(
+            update_fields=["status", "pause_reason", "connection_failures", "started_at", "updated_at"]
+        )
         if burst.deliveries_ready:
             # Transient failures waiting for their retry time may go now.
             Delivery.objects.filter(
@@ -769,7 +772,11 @@ def deliveries_recover(*, stale_after: float | None = None) -> dict[str, int]:
     recovered = Delivery.objects.filter(status=DeliveryStatus.PENDING, lease_expires_at__lt=now).update(
         claim_token="", lease_expires_at=None
     )
+    # A cancelled burst's deliveries that a dead worker held: nobody will send them.
     report = {"recovered": recovered, "dispatched": 0, "created": 0, "finished": 0}
+    report["skipped"] = Delivery.objects.filter(
+        burst__status=BurstStatus.CANCELLED, status=DeliveryStatus.PENDING, lease_expires_at__isnull=True
+    ).update(status=DeliveryStatus.SKIPPED, error_message="Burst cancelled", claim_token="", updated_at=now)
     stale = now - timezone.timedelta(
         seconds=stale_after if stale_after is not None else settings.EMAIL_CLAIM_TIMEOUT
     )

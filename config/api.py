@@ -9,6 +9,7 @@ JSON included), 429 for login throttling. Nothing a client sends is a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any, Literal
@@ -16,9 +17,10 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import Router, Schema, Status
+from ninja.parser import Parser
 from ninja.errors import HttpError, ValidationError
 from ninja_extra import NinjaExtraAPI
 from ninja_jwt import exceptions as jwt_exceptions
@@ -31,7 +33,35 @@ from members.services import LoginThrottled, MemberError
 
 logger = logging.getLogger(__name__)
 
-api = NinjaExtraAPI(
+
+class JsonObjectParser(Parser):
+    """Request bodies are JSON objects: ninja's schemas read attributes, so a bare
+    list, string, number or null would otherwise pass for an empty object. (An
+    optional body may be left out entirely.)"""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        data = json.loads(request.body)
+        if not isinstance(data, dict):
+            raise ValueError(f"the body must be a JSON object, not {type(data).__name__}")
+        return data
+
+
+class EmailerAPI(NinjaExtraAPI):
+    def get_openapi_schema(self, **kwargs: Any):
+        """An optional body is an object or nothing, never `null`: drop the `null`
+        alternative ninja adds to the schema of a body parameter defaulting to None."""
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for media in operation.get("requestBody", {}).get("content", {}).values():
+                    options = media.get("schema", {}).get("anyOf", [])
+                    if len(options) == 2 and {"type": "null"} in options:
+                        media["schema"] = next(o for o in options if o != {"type": "null"})
+        return schema
+
+
+api = EmailerAPI(
+    parser=JsonObjectParser(),
     title="Emailer API",
     version="1.0.0",
     urls_namespace="api",
@@ -79,7 +109,10 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if exc.status_code == 400:
         # ninja's "Cannot parse request body": malformed JSON is invalid input.
         cause = exc.__cause__
-        reason = f"Malformed JSON: {cause}" if cause is not None else str(exc)
+        if isinstance(cause, json.JSONDecodeError | UnicodeDecodeError):
+            reason = f"Malformed JSON: {cause}"
+        else:
+            reason = f"Invalid JSON body: {cause}" if cause is not None else str(exc)
         return invalid(request, [_item(["body"], reason, "json_invalid")])
     response = api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
     if exc.status_code == 401:
@@ -222,7 +255,23 @@ def health(request: HttpRequest):
     return Status(200 if ok else 503, {"status": "ok" if ok else "error", **checks})
 
 
+# Last: any other path under /api/ (a non-numeric id, a missing trailing slash)
+# is a JSON 404 rather than Django's HTML page or a body-dropping redirect.
+fallback_router = Router()
+
+
+@fallback_router.api_operation(
+    ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    "/{path:rest}",
+    auth=None,
+    include_in_schema=False,
+)
+def not_found(request: HttpRequest, rest: str):
+    raise Http404
+
+
 api.add_router("", auth_router)
 api.add_router("", members_router)
 api.add_router("", campaigns_router)
 api.add_router("", system_router)
+api.add_router("", fallback_router)

@@ -354,10 +354,50 @@ LOGGING = {
 
 # --- admin (django-unfold) ----------------------------------------------------------
 
+from django.urls import reverse_lazy  # noqa: E402
+
 UNFOLD = {
     "SITE_TITLE": "Emailer",
     "SITE_HEADER": "Emailer",
+    "SITE_SUBHEADER": "Email bursts to members",
     "SITE_SYMBOL": "mail",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "config.dashboard.dashboard_callback",
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        "navigation": [
+            {
+                "title": "Emailer",
+                "items": [
+                    {"title": "Dashboard", "icon": "dashboard", "link": reverse_lazy("admin:index")},
+                    {
+                        "title": "Email bursts",
+                        "icon": "campaign",
+                        "link": reverse_lazy("admin:campaigns_emailburst_changelist"),
+                        "permission": lambda request: request.user.has_perm("campaigns.view_emailburst"),
+                    },
+                    {
+                        "title": "Deliveries",
+                        "icon": "outgoing_mail",
+                        "link": reverse_lazy("admin:campaigns_delivery_changelist"),
+                        "permission": lambda request: request.user.has_perm("campaigns.view_delivery"),
+                    },
+                    {
+                        "title": "Members",
+                        "icon": "group",
+                        "link": reverse_lazy("admin:members_member_changelist"),
+                        "permission": lambda request: request.user.has_perm("members.view_member"),
+                    },
+                    {
+                        "title": "Groups",
+                        "icon": "shield_person",
+                        "link": reverse_lazy("admin:auth_group_changelist"),
+                        "permission": lambda request: request.user.has_perm("auth.view_group"),
+                    },
+                ],
+            },
+        ],
+    },
 }

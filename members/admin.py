@@ -10,7 +10,6 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.validators import EMPTY_VALUES
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -177,6 +176,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         return super().change_view(request, object_id, form_url, extra_context)
 
     def delivery_timeline(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        from campaigns.admin_report import DELIVERY_STATUS_VARIANTS
         from campaigns.models import Delivery
 
         try:
@@ -204,17 +204,12 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         return {
             "timeline": deliveries[:TIMELINE_LENGTH],
             "timeline_more": more,
+            "timeline_variants": DELIVERY_STATUS_VARIANTS,
             "timeline_all_url": reverse("admin:campaigns_delivery_changelist") + f"?member__id__exact={member_id}",
         }
-
-    def get_import_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return super().get_import_context_data(**kwargs)
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         return self.has_add_permission(request) and self.has_change_permission(request)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
-
-    def import_action(self, request: HttpRequest, **kwargs: Any) -> TemplateResponse:
-        return super().import_action(request, **kwargs)

@@ -38,7 +38,16 @@ class Api:
         return headers
 
     def request(self, method: str, path: str, data: Any = None, *, raw: bytes | str | None = None, **kw):
-        body = raw if raw is not None else (json.dumps(data) if data is not None else "")
+        if raw is not None:
+            return self.client.generic(
+                method.upper(),
+                path,
+                data=raw,
+                content_type=kw.pop("content_type", "application/json"),
+                headers=self.headers(kw.pop("headers", None)),
+                **kw,
+            )
+        body = json.dumps(data) if data is not None else ""
         call = getattr(self.client, method.lower())
         if method.upper() == "GET":
             return call(path, data=data or {}, headers=self.headers(kw.pop("headers", None)), **kw)

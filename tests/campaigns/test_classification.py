@@ -382,6 +382,80 @@ def test_many_failures_of_every_kind_in_one_burst_each_get_their_own_status(engi
     assert got == {address: (status, attempts) for address, (_, status, attempts) in plan.items()}
 
 
+# --- connection and sender stages ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("stage", "action"),
+    [
+        ("connect", "connect:421 4.3.2 Too busy, try later"),
+        ("connect", "connect:554 5.3.2 No SMTP service here"),
+        ("connect", "connect:drop"),
+        ("connect", "connect:hang 10"),
+        ("mail", "mail:451 4.3.0 Temporary sender problem"),
+        ("mail", "mail:421 4.3.2 Closing"),
+        ("mail", "mail:drop"),
+        ("mail", "mail:hang 10"),
+    ],
+)
+def test_a_failure_before_rcpt_once_is_retried_and_the_next_try_is_sent(engine, settings, stage, action):
+    settings.EMAIL_TIMEOUT = 0.5
+    first = make_member("first@example.test")
+    control = make_member(CONTROL)
+    if stage == "connect":
+        engine.script_connect(action)
+    else:
+        engine.script_sender(action)
+    burst = make_burst([first, control])
+
+    services.burst_send(burst_id=burst.pk)
+    drive(burst.pk)
+
+    got = {d.email: (d.status, d.attempts) for d in Delivery.objects.filter(burst=burst)}
+    assert got == {"first@example.test": (SENT, 2), CONTROL: (SENT, 1)}
+    assert engine.received_count_by_address() == {"first@example.test": 1, CONTROL: 1}
+    burst.refresh_from_db()
+    assert (burst.status, burst.pause_reason) == (BurstStatus.SENT, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_that_always_refuses_the_greeting_gives_connection_error_after_max_attempts(engine):
+    only = make_member("only@example.test")
+    engine.script_connect(*forever("connect:554 5.3.2 No SMTP service here"))
+    burst = make_burst([only])
+
+    services.burst_send(burst_id=burst.pk)
+    drive(burst.pk)
+
+    delivery = Delivery.objects.get(burst=burst)
+    assert (delivery.status, delivery.attempts) == (CONNECTION_ERROR, MAX_ATTEMPTS)
+    assert "554" in delivery.error_message and "5.3.2" in delivery.error_message
+    assert engine.rcpt_attempts("only@example.test") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attachment_that_cannot_be_read_is_other_error_for_each_recipient(engine, settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    members = [make_member("a@example.test"), make_member("b@example.test")]
+    burst = make_burst(members)
+    attachment = services.attachment_add(
+        burst_id=burst.pk, uploaded_file=SimpleUploadedFile("agenda.pdf", b"%PDF-1.4\n", "application/pdf")
+    )
+    attachment.file.storage.delete(attachment.file.name)
+
+    services.burst_send(burst_id=burst.pk)
+    drive(burst.pk)
+
+    rows = list(Delivery.objects.filter(burst=burst).values_list("status", "attempts", "error_message"))
+    assert [(status, attempts) for status, attempts, _ in rows] == [(OTHER_ERROR, 0), (OTHER_ERROR, 0)]
+    assert all("agenda.pdf" in error for _, _, error in rows)
+    assert engine.message_count == 0
+    assert engine.connection_count == 0
+
+
 # --- classify, straight ---------------------------------------------------------------------------------
 
 

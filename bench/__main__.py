@@ -1,0 +1,227 @@
+"""`make bench`: how fast Emailer sends, against Postfix's smtp-sink.
+
+Prints msgs/s for: raw smtplib with prebuilt messages on one connection (the
+baseline, median of 3), Django's send_mail with a connection per message (the
+naive app), and a real burst through the whole system (huey consumer with 2
+process workers, statuses written), plus the worker's peak RSS at two burst
+sizes. Uses PostgreSQL and Redis when they answer on 127.0.0.1, else SQLite
+and huey on SQLite. Not part of `make test`: figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+VAR = BASE_DIR / "var" / "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_sink() -> tuple[subprocess.Popen, int]:
+    if not os.path.exists(SMTP_SINK):
+        sys.exit("Postfix's smtp-sink is missing: apt-get install -y postfix (the daemon is never started)")
+    port = free_port()
+    proc = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"], start_new_session=True)
+    for _ in range(50):
+        if reachable(port):
+            return proc, port
+        time.sleep(0.05)
+    sys.exit("smtp-sink did not start")
+
+
+def configure_env(port: int, workdir: Path) -> str:
+    env = os.environ
+    env["DEBUG"] = "0"
+    env.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    env["EMAIL_URL"] = f"smtp://127.0.0.1:{port}"
+    env["HUEY_NAME"] = "emailer-bench"
+    env["HUEY_WORKER_TYPE"] = "process"
+    env["HUEY_WORKERS"] = "2"
+    env.setdefault("EMAIL_CHUNK_SIZE", "500")
+    if reachable(5432) and reachable(6379) and not env.get("BENCH_EMBEDDED"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS emailer_bench"], check=True)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE emailer_bench"], check=True)
+        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/emailer_bench"
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/9"
+        return "PostgreSQL + Redis"
+    for leftover in workdir.glob("*.sqlite3*"):
+        leftover.unlink()
+    env["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
+    env["HUEY_SQLITE_PATH"] = str(workdir / "huey.sqlite3")
+    env.pop("REDIS_URL", None)
+    return "SQLite + huey on SQLite"
+
+
+def prebuilt_message(i: int) -> bytes:
+    body = "\r\n".join(f"Line {n} of a newsletter paragraph, written to be about seventy chars." for n in range(26))
+    return (
+        f"From: News <news@example.org>\r\nTo: member{i}@example.org\r\nSubject: Hello member {i}\r\n"
+        f"Message-ID: <raw{i}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+def bench_raw(port: int, n: int) -> float:
+    messages = [prebuilt_message(i) for i in range(n)]
+    conn = smtplib.SMTP("127.0.0.1", port)
+    conn.ehlo()
+    started = time.perf_counter()
+    for i, message in enumerate(messages):
+        conn.sendmail("news@example.org", [f"member{i}@example.org"], message)
+    elapsed = time.perf_counter() - started
+    conn.quit()
+    return n / elapsed
+
+
+def bench_naive(n: int) -> float:
+    from django.core.mail import send_mail
+
+    started = time.perf_counter()
+    for i in range(n):
+        send_mail(f"Hello member {i}", "A short newsletter.\n" * 26, "news@example.org", [f"member{i}@example.org"])
+    return n / (time.perf_counter() - started)
+
+
+def make_members(n: int) -> None:
+    from members.models import Member
+
+    Member.objects.all().delete()
+    batch = []
+    for i in range(n):
+        batch.append(
+            Member(
+                username=f"bench{i}",
+                email=f"bench{i}@example.org",
+                first_name=f"First{i}",
+                last_name=f"Last{i}",
+                password="!",
+            )
+        )
+        if len(batch) == 5000:
+            Member.objects.bulk_create(batch)
+            batch = []
+    Member.objects.bulk_create(batch)
+
+
+def rss_kib(pid: int) -> int:
+    """Peak resident set (VmHWM) of a process and its children, the largest one."""
+    peaks = []
+    for p in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]))
+        except OSError:
+            pass
+    return max(peaks or [0])
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def bench_burst(n: int) -> tuple[float, int]:
+    from campaigns import services
+    from campaigns.models import BurstStatus, EmailBurst
+    from django.db import connection
+
+    make_members(n)
+    burst = services.burst_create(
+        subject="News for {{ member.first_name }}",
+        body="Dear {{ member.first_name }} {{ member.last_name }},\n\n" + "Our news of the month, in a paragraph.\n" * 20,
+        html_body="<p>Dear {{ member.first_name }} {{ member.last_name }},</p>" + "<p>Our news of the month.</p>" * 20,
+        all_members=True,
+    )
+    connection.close()
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "run_huey", "-w", "2", "-k", "process", "--no-periodic"],
+        cwd=BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(2.0)  # consumer start-up is not sending time
+        started = time.perf_counter()
+        services.burst_send(burst_id=burst.pk)
+        peak = 0
+        while not EmailBurst.objects.filter(pk=burst.pk, status=BurstStatus.SENT).exists():
+            peak = max(peak, rss_kib(consumer.pid))
+            time.sleep(0.05)
+            if time.perf_counter() - started > 1800:
+                sys.exit("burst did not finish in 30 minutes")
+        elapsed = time.perf_counter() - started
+        stats = services.burst_stats(burst_id=burst.pk)
+        assert stats.sent_count == n, stats
+        return n / elapsed, max(peak, rss_kib(consumer.pid))
+    finally:
+        os.killpg(consumer.pid, signal.SIGINT)
+        consumer.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--big", type=int, default=200_000, help="second burst size for the memory figure (0: skip)")
+    parser.add_argument("--raw", type=int, default=20_000)
+    parser.add_argument("--naive", type=int, default=2_000)
+    args = parser.parse_args()
+
+    VAR.mkdir(parents=True, exist_ok=True)
+    sink, port = start_sink()
+    try:
+        backend = configure_env(port, VAR)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        sys.path.insert(0, str(BASE_DIR))
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        print(f"Emailer bench on {backend}, Postfix smtp-sink on 127.0.0.1:{port}, {os.cpu_count()} cores")
+        raw = statistics.median(bench_raw(port, args.raw) for _ in range(3))
+        print(f"  raw smtplib, prebuilt, 1 connection (median of 3): {raw:8.0f} msgs/s")
+        naive = bench_naive(args.naive)
+        print(f"  Django send_mail, a connection per message:        {naive:8.0f} msgs/s")
+        rate, rss = bench_burst(args.recipients)
+        print(f"  Emailer burst of {args.recipients:,} (text+HTML, personalised): {rate:8.0f} msgs/s")
+        print(f"    = {rate / raw:.2f} x raw smtplib (target >= 0.6), {rate / naive:.2f} x naive (target >= 3)")
+        print(f"    worker peak RSS at {args.recipients:,} recipients: {rss / 1024:.0f} MiB")
+        if args.big:
+            big_rate, big_rss = bench_burst(args.big)
+            print(f"  Emailer burst of {args.big:,}: {big_rate:8.0f} msgs/s, worker peak RSS {big_rss / 1024:.0f} MiB")
+    finally:
+        os.killpg(sink.pid, signal.SIGTERM)
+        sink.wait()
+
+
+if __name__ == "__main__":
+    main()

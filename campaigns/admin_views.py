@@ -1,0 +1,406 @@
+"""Pages of the burst admin beyond the change form: confirmations of state changes
+(every change is a POST), the schedule and retry forms, pre-flight, preview, the
+progress JSON polled by the burst page, and the delivery report export.
+
+The views are thin: parse, call a `campaigns.services` function, say what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from import_export.formats.base_formats import CSV, XLSX
+
+from campaigns.admin_forms import RetryForm, ScheduleForm, zone_description
+from campaigns.admin_report import STATUS_LABELS, progress_payload
+from campaigns.models import BurstStatus, EmailBurst
+from campaigns.resources import DeliveryResource
+from campaigns.services import (
+    ServiceError,
+    burst_cancel,
+    burst_pause,
+    burst_preflight,
+    burst_preview,
+    burst_resume,
+    burst_retry,
+    burst_schedule,
+    burst_send,
+    burst_send_test,
+    burst_stats,
+    bursts_with_counts,
+)
+from members.models import Member
+
+# --- which state changes are legal (mirrors campaigns.models.BURST_TRANSITIONS) --------------
+
+LEGAL_IN: dict[str, frozenset[str]] = {
+    "send": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
+    "schedule": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
+    "pause": frozenset({BurstStatus.SENDING}),
+    "resume": frozenset({BurstStatus.PAUSED}),
+    "cancel": frozenset({BurstStatus.SCHEDULED, BurstStatus.SENDING, BurstStatus.PAUSED}),
+    "retry": frozenset({BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT}),
+    "preflight": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
+}
+
+
+def is_legal(verb: str, status: str) -> bool:
+    return status in LEGAL_IN.get(verb, frozenset(BurstStatus.values))
+
+
+def skip_reason(verb: str, status: str) -> str:
+    """A short reason for a bulk action's per-burst message."""
+    if verb in ("send", "schedule") and status in (BurstStatus.SENDING, BurstStatus.SENT):
+        return f"already {status}"
+    if verb == "cancel" and status == BurstStatus.CANCELLED:
+        return "already cancelled"
+    if verb == "cancel" and status == BurstStatus.DRAFT:
+        return "a draft (nothing to cancel)"
+    return f"it is {status}"
+
+
+def _change_url(burst: EmailBurst) -> str:
+    return reverse("admin:campaigns_emailburst_change", args=[burst.pk])
+
+
+def _page(
+    model_admin: ModelAdmin, request: HttpRequest, template: str, burst: EmailBurst | None, **context: Any
+) -> TemplateResponse:
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(
+        request,
+        template,
+        {
+            **model_admin.admin_site.each_context(request),
+            "opts": model_admin.model._meta,
+            "original": burst,
+            "burst": burst,
+            "change_url": _change_url(burst) if burst else "",
+            **context,
+        },
+    )
+
+
+def get_burst(request: HttpRequest, object_id: str) -> EmailBurst:
+    try:
+        pk = int(object_id)
+    except (TypeError, ValueError):
+        raise Http404("No such email burst") from None
+    cache: dict[int, EmailBurst] = request.__dict__.setdefault("_emailer_bursts", {})
+    if pk not in cache:
+        cache[pk] = get_object_or_404(EmailBurst, pk=pk)
+    return cache[pk]
+
+
+# --- confirmed state changes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateChange:
+    verb: str
+    title: str
+    question: str
+    button: str
+    run: Callable[[EmailBurst], str]
+    danger: bool = False
+
+
+def _send(burst: EmailBurst) -> str:
+    burst_send(burst_id=burst.pk)
+    return f"Sending of “{burst}” started."
+
+
+def _pause(burst: EmailBurst) -> str:
+    burst_pause(burst_id=burst.pk, reason="Paused by staff")
+    return f"“{burst}” paused: no new message leaves until you resume it."
+
+
+def _resume(burst: EmailBurst) -> str:
+    burst_resume(burst_id=burst.pk)
+    return f"“{burst}” resumed."
+
+
+def _cancel(burst: EmailBurst) -> str:
+    burst_cancel(burst_id=burst.pk)
+    return f"“{burst}” cancelled: its remaining deliveries are skipped."
+
+
+STATE_CHANGES: dict[str, StateChange] = {
+    "send": StateChange(
+        "send",
+        "Send now",
+        "Start sending this burst now? Every recipient gets one message; this cannot be undone.",
+        "Send now",
+        _send,
+    ),
+    "pause": StateChange(
+        "pause",
+        "Pause sending",
+        "Pause this burst? Messages already on their way finish; no new one starts until you resume.",
+        "Pause",
+        _pause,
+    ),
+    "resume": StateChange(
+        "resume",
+        "Resume sending",
+        "Resume this burst? Only the recipients not yet done are mailed.",
+        "Resume",
+        _resume,
+    ),
+    "cancel": StateChange(
+        "cancel",
+        "Cancel burst",
+        "Cancel this burst? Deliveries not yet sent become “skipped”; this cannot be undone.",
+        "Cancel burst",
+        _cancel,
+        danger=True,
+    ),
+}
+
+
+def state_change_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+    change = STATE_CHANGES[verb]
+    burst = get_burst(request, object_id)
+    if request.method == "POST":
+        try:
+            messages.success(request, change.run(burst))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        return HttpResponseRedirect(_change_url(burst))
+    if not is_legal(verb, burst.status):
+        messages.warning(request, f"“{burst}” cannot be {_past(verb)}: {skip_reason(verb, burst.status)}.")
+        return HttpResponseRedirect(_change_url(burst))
+    recipients = bursts_with_counts(EmailBurst.objects.filter(pk=burst.pk)).values_list(
+        "recipient_count", flat=True
+    )[0]
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/confirm.html",
+        burst,
+        title=change.title,
+        question=change.question,
+        button=change.button,
+        danger=change.danger,
+        recipients=recipients,
+    )
+
+
+def _past(verb: str) -> str:
+    return {"send": "sent", "schedule": "scheduled", "pause": "paused", "resume": "resumed"}.get(
+        verb, f"{verb}led" if verb == "cancel" else f"{verb}ed"
+    )
+
+
+# --- schedule ------------------------------------------------------------------------------------
+
+
+def schedule_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    burst = get_burst(request, object_id)
+    if request.method == "POST":
+        form = ScheduleForm(request.POST)
+        if form.is_valid():
+            try:
+                burst_schedule(burst_id=burst.pk, send_at=form.cleaned_data["send_at"])
+            except ServiceError as exc:
+                form.add_error("send_at" if exc.field == "send_at" else None, exc.message)
+            else:
+                when = timezone.localtime(form.cleaned_data["send_at"])
+                messages.success(request, f"“{burst}” scheduled for {when:%Y-%m-%d %H:%M} ({zone_description()}).")
+                return HttpResponseRedirect(_change_url(burst))
+    else:
+        if not is_legal("schedule", burst.status):
+            messages.warning(request, f"“{burst}” cannot be scheduled: {skip_reason('schedule', burst.status)}.")
+            return HttpResponseRedirect(_change_url(burst))
+        initial = {"send_at": timezone.localtime(burst.scheduled_at)} if burst.scheduled_at else {}
+        form = ScheduleForm(initial=initial)
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/schedule.html",
+        burst,
+        title="Schedule",
+        form=form,
+        zone=zone_description(),
+        bursts=[burst],
+    )
+
+
+# --- retry ----------------------------------------------------------------------------------------
+
+
+def retry_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    burst = get_burst(request, object_id)
+    if request.method == "POST":
+        form = RetryForm(request.POST)
+        if form.is_valid():
+            try:
+                count = burst_retry(burst_id=burst.pk, statuses=form.cleaned_data["statuses"])
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+            else:
+                classes = ", ".join(str(STATUS_LABELS[s]).lower() for s in form.cleaned_data["statuses"])
+                if count:
+                    messages.success(request, f"{count} deliver{'y' if count == 1 else 'ies'} ({classes}) queued again.")
+                else:
+                    messages.info(request, f"No {classes} delivery to retry.")
+            return HttpResponseRedirect(_change_url(burst))
+    else:
+        if not is_legal("retry", burst.status):
+            messages.warning(request, f"“{burst}” has no delivery to retry: {skip_reason('retry', burst.status)}.")
+            return HttpResponseRedirect(_change_url(burst))
+        form = RetryForm()
+    stats = burst_stats(burst_id=burst.pk)
+    counts = [
+        {"key": key, "label": label, "count": stats.status_counts.get(key, 0)}
+        for key, label in form.fields["statuses"].choices
+    ]
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/retry.html",
+        burst,
+        title="Retry failed deliveries",
+        form=form,
+        counts=counts,
+        not_found=stats.status_counts.get("not_found", 0),
+    )
+
+
+# --- send a test to me ------------------------------------------------------------------------------
+
+
+def send_test_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    burst = get_burst(request, object_id)
+    if request.method == "POST":
+        try:
+            address = burst_send_test(burst_id=burst.pk, to_member=request.user)
+        except ServiceError as exc:
+            messages.error(request, f"The test message was not sent: {exc.message}")
+        except OSError as exc:  # the SMTP server is unreachable
+            messages.error(request, f"The test message was not sent: cannot reach the SMTP server ({exc}).")
+        else:
+            messages.success(request, f"A test of “{burst}” was sent to {address}.")
+        return HttpResponseRedirect(_change_url(burst))
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/confirm.html",
+        burst,
+        title="Send a test to me",
+        question=(
+            f"Send this burst, rendered for you, to {request.user.email or 'your address (none set!)'}? "
+            "Only you receive it; the burst's deliveries are not touched."
+        ),
+        button="Send the test",
+        danger=False,
+        recipients=None,
+    )
+
+
+# --- pre-flight and preview ----------------------------------------------------------------------------
+
+
+def preflight_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    burst = get_burst(request, object_id)
+    result = burst_preflight(burst_id=burst.pk)
+    total = result.to_send + result.skipped_total
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/preflight.html",
+        burst,
+        title="Pre-flight",
+        preflight=result,
+        total=total,
+        skipped=sorted(result.skipped.items(), key=lambda item: -item[1]),
+        can_send=model_admin.has_send_permission(request) and is_legal("send", burst.status),
+        ready=not result.template_error and not result.render_failures and result.to_send > 0,
+    )
+
+
+PREVIEW_CHOICES = 50
+
+
+def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    burst = get_burst(request, object_id)
+    members = Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
+    if not burst.all_members:
+        members = members.filter(email_bursts=burst)
+    choices = list(members.order_by("pk").only("pk", "email", "first_name", "middle_name", "last_name")[:PREVIEW_CHOICES])
+    member: Member | None = None
+    error = ""
+    email = request.GET.get("email", "").strip()
+    if email:
+        member = Member.objects.filter(email__iexact=email).first()
+        if member is None:
+            error = f"No member with the address {email}."
+    elif request.GET.get("member", "").isdigit():
+        member = Member.objects.filter(pk=int(request.GET["member"])).first()
+    if member is None and not error:
+        member = choices[0] if choices else None
+    rendered = None
+    try:
+        rendered = burst_preview(burst_id=burst.pk, member_id=member.pk if member else None)
+    except ServiceError as exc:
+        error = exc.message
+    return _page(
+        model_admin,
+        request,
+        "campaigns/admin/preview.html",
+        burst,
+        title="Preview",
+        rendered=rendered,
+        member=member,
+        choices=choices,
+        email=email,
+        error=error,
+    )
+
+
+# --- progress JSON and report export ----------------------------------------------------------------------
+
+
+def progress_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> JsonResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    burst = get_burst(request, object_id)
+    stats = burst_stats(burst_id=burst.pk)
+    payload = progress_payload(
+        status=stats.status,
+        stats=stats,
+        started_at=burst.started_at,
+        finished_at=burst.finished_at,
+        pause_reason=burst.pause_reason,
+        deliveries_ready=burst.deliveries_ready,
+    )
+    return JsonResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+EXPORT_FORMATS = {"csv": CSV, "xlsx": XLSX}
+
+
+def report_export_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("Unknown export format")
+    burst = get_burst(request, object_id)
+    file_format = EXPORT_FORMATS[fmt]()
+    dataset = DeliveryResource().export(queryset=DeliveryResource.report_queryset(burst.pk))
+    data = file_format.export_data(dataset)
+    filename = f"burst-{burst.pk}-{slugify(burst.subject)[:40] or 'report'}-deliveries.{file_format.get_extension()}"
+    response = HttpResponse(data, content_type=file_format.get_content_type())
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

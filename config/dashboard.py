@@ -1,0 +1,155 @@
+"""The admin dashboard (`UNFOLD["DASHBOARD_CALLBACK"]`): totals, recent bursts and
+delivery outcomes per day, from a fixed handful of aggregate queries whatever the
+size of the tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.admin import annotate_outcomes, success_rate
+from campaigns.admin_report import BURST_STATUS_VARIANTS
+from campaigns.models import FAILED_DELIVERY_STATUSES, BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from members.models import Member
+
+DAYS = 30
+RECENT_BURSTS = 8
+OUTCOME_SERIES = (
+    ("Sent", "#16a34a", frozenset({DeliveryStatus.SENT})),
+    ("Failed", "#dc2626", FAILED_DELIVERY_STATUSES),
+    ("Skipped", "#a8a29e", frozenset({DeliveryStatus.SKIPPED})),
+)
+
+
+def _member_totals() -> dict[str, int]:
+    return Member.objects.aggregate(
+        members=Count("id"),
+        subscribed=Count("id", filter=Q(is_active=True, unsubscribed_at__isnull=True)),
+        verified=Count("id", filter=Q(is_verified=True)),
+        staff=Count("id", filter=Q(is_staff=True)),
+    )
+
+
+def _bursts_by_status() -> list[dict[str, Any]]:
+    counts = dict(EmailBurst.objects.order_by().values_list("status").annotate(n=Count("id")))
+    changelist = reverse("admin:campaigns_emailburst_changelist")
+    return [
+        {
+            "key": status.value,
+            "label": status.label,
+            "count": counts.get(status.value, 0),
+            "text": f"{status.label} {counts.get(status.value, 0)}",
+            "variant": BURST_STATUS_VARIANTS[status.value],
+            "url": f"{changelist}?status__exact={status.value}",
+        }
+        for status in BurstStatus
+    ]
+
+
+def _recent_bursts() -> list[dict[str, Any]]:
+    rows = []
+    for burst in annotate_outcomes(EmailBurst.objects.order_by("-created_at", "-id"))[:RECENT_BURSTS]:
+        rate = success_rate(burst)
+        rows.append(
+            {
+                "burst": burst,
+                "url": reverse("admin:campaigns_emailburst_change", args=[burst.pk]),
+                "status_variant": BURST_STATUS_VARIANTS[burst.status],
+                "recipients": burst.recipient_count,
+                "sent": burst.n_sent,
+                "failed": burst.n_failed,
+                "rate": rate,
+            }
+        )
+    return rows
+
+
+def _outcomes_per_day(today: date) -> tuple[dict[str, Any], dict[str, int]]:
+    start_day = today - timedelta(days=DAYS - 1)
+    tz = timezone.get_current_timezone()
+    start = timezone.make_aware(timezone.datetime.combine(start_day, timezone.datetime.min.time()), tz)
+    rows = (
+        Delivery.objects.filter(updated_at__gte=start)
+        .exclude(status=DeliveryStatus.PENDING)
+        .annotate(day=TruncDate("updated_at", tzinfo=tz))
+        .order_by()
+        .values("day", "status")
+        .annotate(n=Count("id"))
+    )
+    days = [start_day + timedelta(days=i) for i in range(DAYS)]
+    index = {d: i for i, d in enumerate(days)}
+    series = {name: [0] * DAYS for name, _, _ in OUTCOME_SERIES}
+    totals = {name: 0 for name, _, _ in OUTCOME_SERIES}
+    for row in rows:
+        i = index.get(row["day"])
+        if i is None:
+            continue
+        for name, _, statuses in OUTCOME_SERIES:
+            if row["status"] in statuses:
+                series[name][i] += row["n"]
+                totals[name] += row["n"]
+    data = {
+        "labels": [d.strftime("%b %d") for d in days],
+        "datasets": [
+            {"label": name, "data": series[name], "backgroundColor": color, "borderRadius": 3, "maxBarThickness": 18}
+            for name, color, _ in OUTCOME_SERIES
+        ],
+    }
+    return data, totals
+
+
+CHART_OPTIONS = {
+    "animation": False,
+    "responsive": True,
+    "maintainAspectRatio": False,
+    "plugins": {
+        "legend": {
+            "display": True,
+            "position": "top",
+            "align": "end",
+            "labels": {"usePointStyle": True, "pointStyle": "circle", "boxWidth": 8, "boxHeight": 8},
+        },
+        "tooltip": {"enabled": True, "mode": "index", "intersect": False},
+    },
+    "scales": {
+        "x": {"stacked": True, "grid": {"display": False}, "ticks": {"maxTicksLimit": 10}},
+        "y": {"stacked": True, "beginAtZero": True, "ticks": {"precision": 0}},
+    },
+}
+
+
+def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
+    members = _member_totals()
+    chart, outcome_totals = _outcomes_per_day(timezone.localdate())
+    attempted = outcome_totals["Sent"] + outcome_totals["Failed"]
+    by_status = _bursts_by_status()
+    context.update(
+        {
+            "dashboard": True,
+            "member_totals": members,
+            "bursts_by_status": by_status,
+            "bursts_total": sum(row["count"] for row in by_status),
+            "recent_bursts": _recent_bursts(),
+            "outcomes_chart": json.dumps(chart),
+            "outcomes_chart_options": json.dumps(CHART_OPTIONS),
+            "outcome_totals": outcome_totals,
+            "outcome_success_rate": round(outcome_totals["Sent"] * 100 / attempted, 1) if attempted else None,
+            "days": DAYS,
+            "links": {
+                "members": reverse("admin:members_member_changelist"),
+                "subscribed": reverse("admin:members_member_changelist") + "?subscribed=yes",
+                "bursts": reverse("admin:campaigns_emailburst_changelist"),
+                "new_burst": reverse("admin:campaigns_emailburst_add"),
+                "deliveries": reverse("admin:campaigns_delivery_changelist"),
+                "import": reverse("admin:members_member_import"),
+            },
+        }
+    )
+    return context

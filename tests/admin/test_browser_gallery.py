@@ -1,0 +1,51 @@
+"""Every main admin page in a real browser: no JavaScript error, and a screenshot
+of each under test-artifacts/ for a human to look at."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaigns.models import BurstStatus, DeliveryStatus
+from tests.admin.browser import chromium_browser, login, page, screenshot  # noqa: F401
+from tests.admin.conftest import add_deliveries, make_burst, make_members
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+OUTCOMES = [DeliveryStatus.SENT] * 8 + [DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND, DeliveryStatus.SKIPPED]
+
+
+def test_gallery(page, superuser, live_server):  # noqa: F811
+    members = make_members(60, prefix="gal")
+    members[0].unsubscribed_at = members[0].date_joined
+    members[0].save()
+    draft = make_burst(
+        "Spring news for {{ member.first_name }}",
+        recipients=members[:12],
+        html_body="<h1>Hello {{ member.first_name }}</h1><p>Our spring programme is out.</p>",
+        from_name="The Society",
+    )
+    sent = make_burst("Winter gala", status=BurstStatus.SENT, recipients=members)
+    add_deliveries(sent, members, lambda i: OUTCOMES[i % len(OUTCOMES)])
+    login(page, "root", "root-pass-1234")
+    shots = {
+        "dashboard": "/admin/",
+        "members-list": "/admin/members/member/",
+        "member-page": f"/admin/members/member/{members[1].pk}/change/",
+        "members-import": "/admin/members/member/import/",
+        "bursts-list": "/admin/campaigns/emailburst/",
+        "burst-draft": f"/admin/campaigns/emailburst/{draft.pk}/change/",
+        "burst-sent": f"/admin/campaigns/emailburst/{sent.pk}/change/",
+        "burst-preview": f"/admin/campaigns/emailburst/{draft.pk}/preview/",
+        "burst-preflight": f"/admin/campaigns/emailburst/{draft.pk}/preflight/",
+        "burst-schedule": f"/admin/campaigns/emailburst/{draft.pk}/schedule/",
+        "burst-retry": f"/admin/campaigns/emailburst/{sent.pk}/retry/",
+        "deliveries-list": f"/admin/campaigns/delivery/?burst__id__exact={sent.pk}",
+    }
+    for name, url in shots.items():
+        response = page.goto(url)
+        assert response.status == 200, (name, response.status)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"gallery-{name}")
+        if name.startswith("burst-"):
+            screenshot(page, f"gallery-{name}-top", full_page=False)
+    assert page.js_errors == []

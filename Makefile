@@ -28,6 +28,7 @@ test: $(VENV)/.dev
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.dev
+	test -x /usr/sbin/smtp-sink || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix)
 	$(PY) -m bench
 
 lint: $(VENV)/.dev

@@ -19,7 +19,7 @@ STOP_GRACE_SECONDS = 10
 PROCESSES = {
     "web": ["manage.py", "runserver", os.environ.get("RUN_ADDR", "127.0.0.1:8000"), "--noreload"],
     "worker": ["manage.py", "run_huey"],
-    "smtp": ["manage.py", "smtp_sink"],
+    "smtp": ["manage.py", "smtp_sink", "--port", os.environ.get("SINK_PORT", "1025")],
 }
 
 

@@ -339,16 +339,21 @@ NINJA_PAGINATION_MAX_LIMIT = 500
 
 # --- logging --------------------------------------------------------------------
 
+# Our loggers do not propagate to the root: run_huey adds its own handler to
+# the root logger, and every line would otherwise be printed twice.
+_app_logger = {"handlers": ["console"], "level": "INFO", "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "django": {"level": "INFO"},
-        "huey": {"level": "INFO"},
-        "mail.log": {"level": "WARNING"},
+        "django": _app_logger,
+        "huey": _app_logger,
+        "campaigns": _app_logger,
+        "members": _app_logger,
+        "config": _app_logger,
     },
 }
 

@@ -16,7 +16,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
 from ninja import Field, Schema
-from pydantic import AfterValidator, BeforeValidator, StrictBool, StrictInt, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StrictBool, StrictInt, StringConstraints, WithJsonSchema
 
 # --- reusable input types -------------------------------------------------------
 
@@ -66,9 +66,19 @@ def _json_string(value: Any) -> Any:
 
 Text = Annotated[str, AfterValidator(_storable)]
 Line = Annotated[str, AfterValidator(_storable), AfterValidator(_single_line)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+]
 EmailOrBlank = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email_or_blank)]
-Username = Annotated[str, StringConstraints(min_length=1, max_length=150), AfterValidator(_username)]
+Username = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=150),
+    AfterValidator(_username),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 150, "pattern": r"^[\w.@+-]+$"}),
+]
 Name = Annotated[
     str, StringConstraints(max_length=150), AfterValidator(_storable), AfterValidator(_single_line)
 ]

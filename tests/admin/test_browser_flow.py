@@ -69,7 +69,8 @@ def test_import_send_watch_and_retry(
     page.goto("/admin/members/member/import/")
     page.set_input_files("input[name=import_file]", str(csv_path))
     page.select_option("select[name=format]", label="csv")
-    page.click("button[type=submit]")
+    with page.expect_navigation():
+        page.click("form[enctype='multipart/form-data'] button[type=submit]")
 
     invalid = page.locator("#import-invalid-rows tr.invalid-row")
     invalid.first.wait_for()
@@ -82,8 +83,8 @@ def test_import_send_watch_and_retry(
     assert page.locator('[data-count="new"]').inner_text() == "47"
     assert page.locator('[data-count="invalid"]').inner_text() == "3"
     screenshot(page, "flow-01-import-preview")
-    page.click("#confirm-import-form button[type=submit]")
-    page.wait_for_url("**/admin/members/member/")
+    with page.expect_navigation():
+        page.click("#confirm-import-form button[type=submit]")
     assert "47 new" in page.locator("body").inner_text()
     assert Member.objects.exclude(pk=superuser.pk).count() == 47
     screenshot(page, "flow-02-members-imported", full_page=False)
@@ -108,8 +109,8 @@ def test_import_send_watch_and_retry(
     page.goto("/admin/campaigns/emailburst/")
     page.check(f"input.action-select[value='{burst.pk}']")
     page.select_option("select[name=action]", "send_now")
-    page.click("button[name=index]")
-    page.wait_for_url("**/admin/campaigns/emailburst/")
+    with page.expect_navigation():
+        page.click("button[name=index]")
     assert "1 started" in page.locator("body").inner_text()
 
     # --- watch the progress bar reach 100 % ------------------------------------------------------
@@ -143,7 +144,6 @@ def test_import_send_watch_and_retry(
     assert page.locator("input[name=statuses][value=not_found]").count() == 0
     page.click("#retry-form button[type=submit]")
     page.wait_for_selector("#delivery-report[data-status=sent]", timeout=60_000)
-    assert "queued again" in page.locator("body").inner_text() or report_figure(page, "sent") == 47
     assert report_figure(page, "sent") == 47
     assert report_figure(page, "failed") == 1
     screenshot(page, "flow-06-after-retry")

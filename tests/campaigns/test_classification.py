@@ -10,11 +10,12 @@ the same connection, to show that one recipient's outcome never harms the next.
 
 from __future__ import annotations
 
+import smtplib
 from dataclasses import dataclass
 
 import pytest
 
-from campaigns import sending, services
+from campaigns import sending, services, smtp_sink
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
 
@@ -71,6 +72,24 @@ def engine(settings, smtp_settings, immediate_huey):
     settings.EMAIL_CHUNK_SIZE = 50
     settings.EMAIL_TIMEOUT = 2
     return smtp_settings
+
+
+async def _ehlo_with_pipelining(self, server, session, envelope, hostname, responses):
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(params=["sequential", "pipelining"])
+def smtp_mode(request, engine, monkeypatch):
+    """Run with a server that offers PIPELINING (RFC 2920) and with one that does not:
+    the engine takes a different path for each. aiosmtpd handles pipelined commands
+    but does not advertise the extension; an EHLO hook adds it."""
+    if request.param == "pipelining":
+        monkeypatch.setattr(smtp_sink._Handler, "handle_EHLO", _ehlo_with_pipelining, raising=False)
+    with smtplib.SMTP(engine.host, engine.port, timeout=5) as probe:
+        probe.ehlo()
+        assert probe.has_extn("pipelining") is (request.param == "pipelining")
+    return request.param
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -179,7 +198,7 @@ CASES = [
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_each_scripted_reply_gives_the_status_the_spec_says(case: Case, engine, settings):
+def test_each_scripted_reply_gives_the_status_the_spec_says(case: Case, engine, settings, smtp_mode):
     settings.EMAIL_MAX_ATTEMPTS = case.max_attempts
     settings.EMAIL_TIMEOUT = case.timeout
     address = f"{case.id.lower().replace('.', '-')}@example.test"
@@ -353,7 +372,7 @@ def test_an_idn_domain_is_sent_in_its_ascii_form(engine):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_many_failures_of_every_kind_in_one_burst_each_get_their_own_status(engine):
+def test_many_failures_of_every_kind_in_one_burst_each_get_their_own_status(engine, smtp_mode):
     """One connection carries them all: every refusal leaves the session usable."""
     plan = {
         "a-ok@example.test": ((), SENT, 1),
@@ -399,7 +418,9 @@ def test_many_failures_of_every_kind_in_one_burst_each_get_their_own_status(engi
         ("mail", "mail:hang 10"),
     ],
 )
-def test_a_failure_before_rcpt_once_is_retried_and_the_next_try_is_sent(engine, settings, stage, action):
+def test_a_failure_before_rcpt_once_is_retried_and_the_next_try_is_sent(
+    engine, settings, smtp_mode, stage, action
+):
     settings.EMAIL_TIMEOUT = 0.5
     first = make_member("first@example.test")
     control = make_member(CONTROL)

@@ -333,14 +333,6 @@ def test_message_id_is_the_same_on_every_retry_of_a_delivery_and_differs_between
         assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", message_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: campaigns/models.py Delivery.message_id takes its domain from "
-        "settings.SENDER_EMAIL while sending.PreparedBurst.build uses the burst's sender domain, "
-        "so the property names a Message-ID that was never sent when the two differ"
-    ),
-)
 def test_the_message_id_sent_is_the_one_the_delivery_reports(engine, settings):
     settings.SENDER_EMAIL = "noreply@emailer.example.net"
     ada = make_member("ada@example.test")
@@ -543,14 +535,6 @@ def test_crlf_in_a_member_address_never_reaches_another_recipient(engine):
     assert Delivery.objects.get(member=ok).status == DeliveryStatus.SENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: sending.encode_recipient turns 'ada@example.test\\r\\nBcc: evil@example.org' into "
-        "'ada@example.test Bcc: evil@example.org'; smtplib then sends RCPT TO:<ada@example.testBcc>, "
-        "a different mailbox, and the delivery is recorded as sent instead of other_error"
-    ),
-)
 def test_a_member_address_that_is_not_one_valid_address_is_other_error_and_never_sent(engine):
     ada = make_member(CRLF_ADDRESS, username="ada")
     ok = make_member("ok@example.test", username="ok")

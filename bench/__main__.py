@@ -147,6 +147,21 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds used so far by every process, summed by command name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def bench_burst(n: int) -> tuple[float, int]:
     from campaigns import services
     from campaigns.models import BurstStatus, EmailBurst
@@ -163,13 +178,14 @@ def bench_burst(n: int) -> tuple[float, int]:
     consumer = subprocess.Popen(
         [sys.executable, "manage.py", "run_huey", "-w", "2", "-k", "process", "--no-periodic"],
         cwd=BASE_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=open(VAR / "consumer.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         time.sleep(2.0)  # consumer start-up is not sending time
         started = time.perf_counter()
+        cpu_before = cpu_by_command()
         services.burst_send(burst_id=burst.pk)
         peak = 0
         while not EmailBurst.objects.filter(pk=burst.pk, status=BurstStatus.SENT).exists():
@@ -178,6 +194,10 @@ def bench_burst(n: int) -> tuple[float, int]:
             if time.perf_counter() - started > 1800:
                 sys.exit("burst did not finish in 30 minutes")
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_by_command()
+        used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
+        top = sorted(used.items(), key=lambda kv: -kv[1])[:6]
+        print("    CPU seconds during the burst: " + ", ".join(f"{k} {v:.1f}" for k, v in top if v > 0.05))
         stats = services.burst_stats(burst_id=burst.pk)
         assert stats.sent_count == n, stats
         return n / elapsed, max(peak, rss_kib(consumer.pid))

@@ -35,7 +35,6 @@ from campaigns.admin_forms import AttachmentForm, EmailBurstForm, ScheduleForm, 
 from campaigns.admin_report import (
     BURST_STATUS_VARIANTS,
     DELIVERY_STATUS_VARIANTS,
-    STARTED_STATUSES,
     report_context,
 )
 from campaigns.models import (
@@ -47,6 +46,7 @@ from campaigns.models import (
     EmailBurst,
 )
 from campaigns.services import (
+    RETRYABLE_STATUSES,
     IllegalState,
     InvalidInput,
     ServiceError,
@@ -155,7 +155,11 @@ class EmailBurstAdmin(ModelAdmin):
     )
     actions = ["send_now", "schedule_selected", "cancel_selected", "duplicate_as_draft"]
     actions_detail = [
-        {"title": "Check", "icon": "fact_check", "items": ["preview_burst", "preflight_burst", "send_test_burst"]},
+        {
+            "title": "Check",
+            "icon": "fact_check",
+            "items": ["preview_burst", "preflight_burst", "send_test_burst"],
+        },
         "schedule_burst",
         "send_burst",
         "pause_burst",
@@ -171,7 +175,9 @@ class EmailBurstAdmin(ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailBurst]:
         return annotate_outcomes(super().get_queryset(request))
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> EmailBurst | None:
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> EmailBurst | None:
         cache: dict[int, EmailBurst] = request.__dict__.setdefault("_emailer_bursts", {})
         if from_field is None and str(object_id).isdigit() and int(object_id) in cache:
             cached = cache[int(object_id)]
@@ -205,7 +211,10 @@ class EmailBurstAdmin(ModelAdmin):
     def status_label(self, burst: EmailBurst) -> str:
         return render_to_string(
             "unfold/helpers/label.html",
-            {"text": burst.get_status_display(), "variant": BURST_STATUS_VARIANTS.get(burst.status, "default")},
+            {
+                "text": burst.get_status_display(),
+                "variant": BURST_STATUS_VARIANTS.get(burst.status, "default"),
+            },
         )
 
     @display(description="Recipients", ordering="recipient_count")
@@ -224,7 +233,9 @@ class EmailBurstAdmin(ModelAdmin):
         if not burst.n_deliveries:
             return "—"
         if burst.n_failed:
-            return format_html('<span class="font-semibold text-red-700 dark:text-red-400">{}</span>', f"{burst.n_failed:,}")
+            return format_html(
+                '<span class="font-semibold text-red-700 dark:text-red-400">{}</span>', f"{burst.n_failed:,}"
+            )
         return "0"
 
     @display(description="Success rate")
@@ -246,9 +257,7 @@ class EmailBurstAdmin(ModelAdmin):
     def recipients_summary(self, burst: EmailBurst) -> str:
         if burst.all_members:
             return "All subscribed members"
-        count = getattr(burst, "_chosen_count", None)
-        if count is None:
-            count = burst.recipients.count()
+        count = self._chosen_count(burst)
         return f"{count:,} chosen member{'s' if count != 1 else ''}"
 
     # --- the burst page ------------------------------------------------------------------------
@@ -278,21 +287,29 @@ class EmailBurstAdmin(ModelAdmin):
             fieldsets.append(("Status", {"fields": (*status, "created_by", "created_at")}))
         return fieldsets
 
-    def get_form(self, request: HttpRequest, obj: EmailBurst | None = None, change: bool = False, **kwargs: Any):
+    def get_form(
+        self, request: HttpRequest, obj: EmailBurst | None = None, change: bool = False, **kwargs: Any
+    ):
         if obj is not None and self._recipients_field(obj) != "recipients":
             kwargs["fields"] = [f for f in EmailBurstForm.Meta.fields if f != "recipients"]
         return super().get_form(request, obj, change, **kwargs)
 
     def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         extra_context = dict(extra_context or {})
         burst = self.get_object(request, object_id) if object_id.isdigit() else None
         if burst is not None and self.has_view_or_change_permission(request, burst):
             stats = burst_stats(burst_id=burst.pk)
+            request.__dict__.setdefault("_emailer_stats", {})[burst.pk] = stats
             extra_context.update(report_context(request, burst, stats))
             extra_context["can_send"] = self.has_send_permission(request)
             extra_context["recipient_count"] = getattr(burst, "recipient_count", None)
+            extra_context["zone"] = zone_description()
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_actions_detail(self, request: HttpRequest, object_id: int) -> list:
@@ -307,17 +324,26 @@ class EmailBurstAdmin(ModelAdmin):
             "retry_burst": "retry",
             "preflight_burst": "preflight",
         }
+        stats = request.__dict__.get("_emailer_stats", {}).get(burst.pk)
+        nothing_to_retry = stats is not None and not any(
+            stats.status_counts.get(s) for s in RETRYABLE_STATUSES
+        )
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}_"
-        return [
-            a
-            for a in allowed
-            if a.action_name.removeprefix(prefix) not in verbs
-            or admin_views.is_legal(verbs[a.action_name.removeprefix(prefix)], burst.status)
-        ]
+        shown = []
+        for a in allowed:
+            verb = verbs.get(a.action_name.removeprefix(prefix))
+            if verb is None or (
+                admin_views.is_legal(verb, burst.status) and not (verb == "retry" and nothing_to_retry)
+            ):
+                shown.append(a)
+        return shown
 
     def save_model(self, request: HttpRequest, obj: EmailBurst, form: Form, change: bool) -> None:
         data = form.cleaned_data
-        values = {name: data.get(name) or "" for name in ("subject", "body", "html_body", "sender", "from_name", "reply_to")}
+        values = {
+            name: data.get(name) or ""
+            for name in ("subject", "body", "html_body", "sender", "from_name", "reply_to")
+        }
         values["all_members"] = bool(data.get("all_members"))
         recipient_ids = [m.pk for m in data["recipients"]] if "recipients" in data else None
         if change:
@@ -378,7 +404,11 @@ class EmailBurstAdmin(ModelAdmin):
             return self.admin_site.admin_view(wrapper)
 
         return [
-            path("<path:object_id>/progress/", wrap(admin_views.progress_view), name="campaigns_emailburst_progress"),
+            path(
+                "<path:object_id>/progress/",
+                wrap(admin_views.progress_view),
+                name="campaigns_emailburst_progress",
+            ),
             path(
                 "<path:object_id>/report/<str:fmt>/",
                 wrap(admin_views.report_export_view),
@@ -414,7 +444,9 @@ class EmailBurstAdmin(ModelAdmin):
                 done += 1
         parts = [f"{done} {done_word}"]
         for reason, subjects in skipped.items():
-            parts.append(f"{len(subjects)} skipped: {reason} ({', '.join(f'“{s}”' for s in subjects[:5])}{'…' if len(subjects) > 5 else ''})")
+            parts.append(
+                f"{len(subjects)} skipped: {reason} ({', '.join(f'“{s}”' for s in subjects[:5])}{'…' if len(subjects) > 5 else ''})"
+            )
         level = messages.SUCCESS if done and not skipped else messages.WARNING if done else messages.ERROR
         self.message_user(request, ", ".join(parts) + ".", level)
 
@@ -428,7 +460,10 @@ class EmailBurstAdmin(ModelAdmin):
 
     @action(description="Duplicate as draft", permissions=["add"])
     def duplicate_as_draft(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
-        copies = [burst_duplicate(burst_id=pk, created_by=request.user) for pk in queryset.order_by("pk").values_list("pk", flat=True)]
+        copies = [
+            burst_duplicate(burst_id=pk, created_by=request.user)
+            for pk in queryset.order_by("pk").values_list("pk", flat=True)
+        ]
         self.message_user(
             request,
             f"{len(copies)} duplicated as draft{'s' if len(copies) != 1 else ''}: "
@@ -439,12 +474,18 @@ class EmailBurstAdmin(ModelAdmin):
         )
 
     @action(description="Schedule…", permissions=["send"])
-    def schedule_selected(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> TemplateResponse | None:
+    def schedule_selected(
+        self, request: HttpRequest, queryset: QuerySet[EmailBurst]
+    ) -> TemplateResponse | None:
         form = ScheduleForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             send_at = form.cleaned_data["send_at"]
             self._bulk(
-                request, queryset, "schedule", "scheduled", lambda b: burst_schedule(burst_id=b.pk, send_at=send_at)
+                request,
+                queryset,
+                "schedule",
+                "scheduled",
+                lambda b: burst_schedule(burst_id=b.pk, send_at=send_at),
             )
             return None
         bursts = list(queryset.order_by("pk"))
@@ -475,7 +516,12 @@ class EmailBurstAdmin(ModelAdmin):
     def preflight_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.preflight_view(self, request, object_id)
 
-    @action(description="Send a test to me", url_path="send-test", icon="forward_to_inbox", permissions=["preview"])
+    @action(
+        description="Send a test to me",
+        url_path="send-test",
+        icon="forward_to_inbox",
+        permissions=["preview"],
+    )
     def send_test_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.send_test_view(self, request, object_id)
 
@@ -483,19 +529,43 @@ class EmailBurstAdmin(ModelAdmin):
     def schedule_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.schedule_view(self, request, object_id)
 
-    @action(description="Send now", url_path="send", icon="send", permissions=["send"], variant=ActionVariant.PRIMARY)
+    @action(
+        description="Send now",
+        url_path="send",
+        icon="send",
+        permissions=["send"],
+        variant=ActionVariant.PRIMARY,
+    )
     def send_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.state_change_view(self, request, object_id, "send")
 
-    @action(description="Pause", url_path="pause", icon="pause", permissions=["send"], variant=ActionVariant.WARNING)
+    @action(
+        description="Pause",
+        url_path="pause",
+        icon="pause",
+        permissions=["send"],
+        variant=ActionVariant.WARNING,
+    )
     def pause_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.state_change_view(self, request, object_id, "pause")
 
-    @action(description="Resume", url_path="resume", icon="play_arrow", permissions=["send"], variant=ActionVariant.PRIMARY)
+    @action(
+        description="Resume",
+        url_path="resume",
+        icon="play_arrow",
+        permissions=["send"],
+        variant=ActionVariant.PRIMARY,
+    )
     def resume_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.state_change_view(self, request, object_id, "resume")
 
-    @action(description="Cancel", url_path="cancel", icon="cancel", permissions=["send"], variant=ActionVariant.DANGER)
+    @action(
+        description="Cancel",
+        url_path="cancel",
+        icon="cancel",
+        permissions=["send"],
+        variant=ActionVariant.DANGER,
+    )
     def cancel_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.state_change_view(self, request, object_id, "cancel")
 
@@ -508,7 +578,16 @@ class EmailBurstAdmin(ModelAdmin):
 class DeliveryAdmin(ModelAdmin):
     """Deliveries are the engine's records: browse and filter, never edit."""
 
-    list_display = ("id", "burst_link", "recipient", "status_badge", "attempts", "smtp_reply", "sent_at", "updated_at")
+    list_display = (
+        "id",
+        "burst_link",
+        "recipient",
+        "status_badge",
+        "attempts",
+        "smtp_reply",
+        "sent_at",
+        "updated_at",
+    )
     list_display_links = ("id",)
     list_filter = (
         ("status", ChoicesDropdownFilter),
@@ -549,7 +628,9 @@ class DeliveryAdmin(ModelAdmin):
     @display(description="Burst", ordering="burst")
     def burst_link(self, delivery: Delivery) -> str:
         url = reverse("admin:campaigns_emailburst_change", args=[delivery.burst_id])
-        return format_html('<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject)
+        return format_html(
+            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject
+        )
 
     @display(description="Recipient", ordering="email")
     def recipient(self, delivery: Delivery) -> str:
@@ -566,6 +647,3 @@ class DeliveryAdmin(ModelAdmin):
     def smtp_reply(self, delivery: Delivery) -> str:
         text = delivery.error_message
         return text if len(text) <= 90 else text[:88] + "…"
-
-
-__all__ = ["EmailBurstAdmin", "DeliveryAdmin", "STARTED_STATUSES"]

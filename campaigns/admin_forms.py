@@ -20,7 +20,16 @@ TEMPLATE_FIELDS = ("subject", "body", "html_body", "from_name")
 class EmailBurstForm(forms.ModelForm):
     class Meta:
         model = EmailBurst
-        fields = ("subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members", "recipients")
+        fields = (
+            "subject",
+            "body",
+            "html_body",
+            "sender",
+            "from_name",
+            "reply_to",
+            "all_members",
+            "recipients",
+        )
         labels = {
             "all_members": "All subscribed members",
             "html_body": "HTML body",

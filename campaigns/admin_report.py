@@ -59,7 +59,9 @@ STATUS_ORDER: tuple[str, ...] = (
     DeliveryStatus.OTHER_ERROR,
 )
 STATUS_LABELS = dict(DeliveryStatus.choices)
-STARTED_STATUSES = frozenset({BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED})
+STARTED_STATUSES = frozenset(
+    {BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED}
+)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -92,7 +94,16 @@ def progress_payload(
     elapsed = (end - started_at).total_seconds() if started_at else 0.0
     attempted = done - stats.skipped_count
     rate = attempted / elapsed if elapsed > 0 and attempted > 0 else None
-    eta = stats.pending_count / rate if rate and stats.pending_count and status == BurstStatus.SENDING else None
+    eta = (
+        stats.pending_count / rate if rate and stats.pending_count and status == BurstStatus.SENDING else None
+    )
+    preparing = status == BurstStatus.SENDING and not deliveries_ready
+    if preparing:
+        eta_display = "preparing the recipient list…"
+    elif eta is not None:
+        eta_display = format_duration(eta)
+    else:
+        eta_display = "done" if not stats.pending_count and total else "—"
     return {
         "status": status,
         "status_display": BurstStatus(status).label,
@@ -112,7 +123,8 @@ def progress_payload(
         "rate_display": f"{rate:.1f} msg/s" if rate else "—",
         "elapsed_display": format_duration(elapsed) if started_at else "—",
         "eta_seconds": round(eta) if eta is not None else None,
-        "eta_display": format_duration(eta) if eta is not None else ("done" if not stats.pending_count else "—"),
+        "eta_display": eta_display,
+        "preparing": preparing,
         "status_counts": stats.status_counts,
     }
 

@@ -169,7 +169,9 @@ STATE_CHANGES: dict[str, StateChange] = {
 }
 
 
-def state_change_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+def state_change_view(
+    model_admin: ModelAdmin, request: HttpRequest, object_id: str, verb: str
+) -> HttpResponse:
     change = STATE_CHANGES[verb]
     burst = get_burst(request, object_id)
     if request.method == "POST":
@@ -217,11 +219,15 @@ def schedule_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str)
                 form.add_error("send_at" if exc.field == "send_at" else None, exc.message)
             else:
                 when = timezone.localtime(form.cleaned_data["send_at"])
-                messages.success(request, f"“{burst}” scheduled for {when:%Y-%m-%d %H:%M} ({zone_description()}).")
+                messages.success(
+                    request, f"“{burst}” scheduled for {when:%Y-%m-%d %H:%M} ({zone_description()})."
+                )
                 return HttpResponseRedirect(_change_url(burst))
     else:
         if not is_legal("schedule", burst.status):
-            messages.warning(request, f"“{burst}” cannot be scheduled: {skip_reason('schedule', burst.status)}.")
+            messages.warning(
+                request, f"“{burst}” cannot be scheduled: {skip_reason('schedule', burst.status)}."
+            )
             return HttpResponseRedirect(_change_url(burst))
         initial = {"send_at": timezone.localtime(burst.scheduled_at)} if burst.scheduled_at else {}
         form = ScheduleForm(initial=initial)
@@ -252,13 +258,17 @@ def retry_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) ->
             else:
                 classes = ", ".join(str(STATUS_LABELS[s]).lower() for s in form.cleaned_data["statuses"])
                 if count:
-                    messages.success(request, f"{count} deliver{'y' if count == 1 else 'ies'} ({classes}) queued again.")
+                    messages.success(
+                        request, f"{count} deliver{'y' if count == 1 else 'ies'} ({classes}) queued again."
+                    )
                 else:
                     messages.info(request, f"No {classes} delivery to retry.")
             return HttpResponseRedirect(_change_url(burst))
     else:
         if not is_legal("retry", burst.status):
-            messages.warning(request, f"“{burst}” has no delivery to retry: {skip_reason('retry', burst.status)}.")
+            messages.warning(
+                request, f"“{burst}” has no delivery to retry: {skip_reason('retry', burst.status)}."
+            )
             return HttpResponseRedirect(_change_url(burst))
         form = RetryForm()
     stats = burst_stats(burst_id=burst.pk)
@@ -338,7 +348,9 @@ def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) 
     members = Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
     if not burst.all_members:
         members = members.filter(email_bursts=burst)
-    choices = list(members.order_by("pk").only("pk", "email", "first_name", "middle_name", "last_name")[:PREVIEW_CHOICES])
+    choices = list(
+        members.order_by("pk").only("pk", "email", "first_name", "middle_name", "last_name")[:PREVIEW_CHOICES]
+    )
     member: Member | None = None
     error = ""
     email = request.GET.get("email", "").strip()
@@ -391,7 +403,9 @@ def progress_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str)
 EXPORT_FORMATS = {"csv": CSV, "xlsx": XLSX}
 
 
-def report_export_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+def report_export_view(
+    model_admin: ModelAdmin, request: HttpRequest, object_id: str, fmt: str
+) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     if fmt not in EXPORT_FORMATS:
@@ -400,7 +414,9 @@ def report_export_view(model_admin: ModelAdmin, request: HttpRequest, object_id:
     file_format = EXPORT_FORMATS[fmt]()
     dataset = DeliveryResource().export(queryset=DeliveryResource.report_queryset(burst.pk))
     data = file_format.export_data(dataset)
-    filename = f"burst-{burst.pk}-{slugify(burst.subject)[:40] or 'report'}-deliveries.{file_format.get_extension()}"
+    filename = (
+        f"burst-{burst.pk}-{slugify(burst.subject)[:40] or 'report'}-deliveries.{file_format.get_extension()}"
+    )
     response = HttpResponse(data, content_type=file_format.get_content_type())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -56,7 +56,12 @@ def _fields(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-@router.get("/email-burst/", response=responses({200: BurstPage}), summary="List email bursts")
+@router.get(
+    "/email-burst/",
+    response=responses({200: BurstPage}),
+    summary="List email bursts",
+    operation_id="email_burst_list",
+)
 def list_bursts(request: HttpRequest, page: Query[PageQuery]):
     """Staff only. Newest first, paginated with `limit` (at most 500) and `offset`."""
     return paginate(_bursts(), page)
@@ -66,6 +71,7 @@ def list_bursts(request: HttpRequest, page: Query[PageQuery]):
     "/email-burst/",
     response=responses({201: BurstOut}),
     summary="Create an email burst",
+    operation_id="email_burst_create",
 )
 def create_burst(request: HttpRequest, payload: BurstIn):
     """Staff only. Answers 201 with the draft. Unknown recipient ids, a template that
@@ -74,13 +80,23 @@ def create_burst(request: HttpRequest, payload: BurstIn):
     return Status(201, _burst(burst.pk))
 
 
-@router.get(ITEM, response=responses({200: BurstOut}, errors=OBJECT_ERRORS), summary="Get an email burst")
+@router.get(
+    ITEM,
+    response=responses({200: BurstOut}, errors=OBJECT_ERRORS),
+    summary="Get an email burst",
+    operation_id="email_burst_get",
+)
 def get_burst(request: HttpRequest, id: int):
     """Staff only."""
     return _burst(id)
 
 
-@router.put(ITEM, response=responses({200: BurstOut}, errors=STATE_ERRORS), summary="Replace an email burst")
+@router.put(
+    ITEM,
+    response=responses({200: BurstOut}, errors=STATE_ERRORS),
+    summary="Replace an email burst",
+    operation_id="email_burst_replace",
+)
 def replace_burst(request: HttpRequest, id: int, payload: BurstIn):
     """Staff only. Omitted optional fields are reset to their defaults. 409 unless the
     burst is a draft or scheduled."""
@@ -89,7 +105,12 @@ def replace_burst(request: HttpRequest, id: int, payload: BurstIn):
     return _burst(id)
 
 
-@router.patch(ITEM, response=responses({200: BurstOut}, errors=STATE_ERRORS), summary="Update an email burst")
+@router.patch(
+    ITEM,
+    response=responses({200: BurstOut}, errors=STATE_ERRORS),
+    summary="Update an email burst",
+    operation_id="email_burst_update",
+)
 def update_burst(request: HttpRequest, id: int, payload: BurstPatch):
     """Staff only. Changes only the fields sent. 409 unless the burst is a draft or
     scheduled."""
@@ -98,7 +119,12 @@ def update_burst(request: HttpRequest, id: int, payload: BurstPatch):
     return _burst(id)
 
 
-@router.delete(ITEM, response=responses({204: None}, errors=STATE_ERRORS), summary="Delete an email burst")
+@router.delete(
+    ITEM,
+    response=responses({204: None}, errors=STATE_ERRORS),
+    summary="Delete an email burst",
+    operation_id="email_burst_delete",
+)
 def delete_burst(request: HttpRequest, id: int):
     """Staff only. 409 unless the burst is a draft or scheduled."""
     _exists(id)
@@ -159,6 +185,7 @@ _state_change(
     auth=sender_auth,
     response=responses({202: BurstOut}, errors=STATE_ERRORS),
     summary="Schedule an email burst",
+    operation_id="email_burst_schedule",
 )
 def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
     """Needs campaigns.send_emailburst. `send_at` is ISO 8601 with a time zone, in the
@@ -174,6 +201,7 @@ def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
     auth=sender_auth,
     response=responses({202: RetryOut}, errors=STATE_ERRORS),
     summary="Retry failed deliveries",
+    operation_id="email_burst_retry",
 )
 def retry_burst(request: HttpRequest, id: int, payload: RetryIn = None):  # type: ignore[assignment]
     """Needs campaigns.send_emailburst. Re-queues the deliveries in the given statuses
@@ -188,7 +216,12 @@ def retry_burst(request: HttpRequest, id: int, payload: RetryIn = None):  # type
 # --- figures ---------------------------------------------------------------------------------
 
 
-@router.get(ITEM + "stats/", response=responses({200: StatsOut}, errors=OBJECT_ERRORS), summary="Burst statistics")
+@router.get(
+    ITEM + "stats/",
+    response=responses({200: StatsOut}, errors=OBJECT_ERRORS),
+    summary="Burst statistics",
+    operation_id="email_burst_stats",
+)
 def burst_stats(request: HttpRequest, id: int):
     """Staff only. Delivery counts by status and the success rate, from one query."""
     return services.burst_stats(burst_id=id).as_dict()
@@ -198,6 +231,7 @@ def burst_stats(request: HttpRequest, id: int):
     ITEM + "deliveries/",
     response=responses({200: DeliveryPage}, errors=OBJECT_ERRORS),
     summary="List a burst's deliveries",
+    operation_id="email_burst_deliveries",
 )
 def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery]):
     """Staff only. Ordered by id, filterable by `status`, paginated."""
@@ -213,6 +247,7 @@ def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery])
     auth=StaffAuth(body_limit=attachment_body_limit),
     response=responses({201: AttachmentOut}, errors=STATE_ERRORS),
     summary="Upload an attachment",
+    operation_id="email_burst_attachment_add",
 )
 def add_attachment(request: HttpRequest, id: int, file: File[UploadedFile]):
     """Staff only. Multipart upload (field `file`); 413 above the configured

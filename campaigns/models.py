@@ -169,6 +169,7 @@ class Delivery(models.Model):
                 name="delivery_lease_idx",
                 condition=Q(lease_expires_at__isnull=False),
             ),
+            models.Index(fields=["claim_token"], name="delivery_claim_idx", condition=~Q(claim_token="")),
             models.Index(fields=["member", "-id"], name="delivery_member_recent_idx"),
             models.Index(fields=["status", "updated_at"], name="delivery_status_updated_idx"),
         ]

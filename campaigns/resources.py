@@ -19,7 +19,9 @@ class DeliveryResource(FormulaEscapingMixin, resources.ModelResource):
     attempts = fields.Field(attribute="attempts", column_name="attempts", widget=widgets.IntegerWidget())
     smtp_reply = fields.Field(attribute="error_message", column_name="smtp_reply")
     sent_at = fields.Field(attribute="sent_at", column_name="sent_at", widget=widgets.DateTimeWidget())
-    updated_at = fields.Field(attribute="updated_at", column_name="updated_at", widget=widgets.DateTimeWidget())
+    updated_at = fields.Field(
+        attribute="updated_at", column_name="updated_at", widget=widgets.DateTimeWidget()
+    )
 
     class Meta:
         model = Delivery

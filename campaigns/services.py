@@ -68,11 +68,19 @@ def _no_newlines(field_name: str, value: str) -> None:
         raise InvalidInput(f"{field_name} must not contain line breaks", field=field_name)
 
 
-def _valid_address(field_name: str, value: str) -> None:
+def _valid_address(field_name: str, value: str) -> str:
+    """Validate, and return the address in the ASCII form headers and SMTP need."""
     try:
         EmailValidator()(value)
     except ValidationError:
         raise InvalidInput(f"{field_name}: enter a valid email address", field=field_name) from None
+    local, _, domain = value.rpartition("@")
+    if not local.isascii():
+        raise InvalidInput(f"{field_name}: the part before @ must be ASCII", field=field_name)
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise InvalidInput(f"{field_name}: the domain is not a valid domain name", field=field_name) from None
 
 
 def burst_validate(*, subject: str, body: str, html_body: str = "", from_name: str = "") -> None:
@@ -116,10 +124,9 @@ def burst_create(
     created_by: Member | None = None,
 ) -> EmailBurst:
     burst_validate(subject=subject, body=body, html_body=html_body, from_name=from_name)
-    sender = sender or settings.SENDER_EMAIL
-    _valid_address("sender", sender)
+    sender = _valid_address("sender", sender or settings.SENDER_EMAIL)
     if reply_to:
-        _valid_address("reply_to", reply_to)
+        reply_to = _valid_address("reply_to", reply_to)
     ids = _check_recipient_ids(recipient_ids)
     with transaction.atomic():
         burst = EmailBurst.objects.create(
@@ -155,9 +162,9 @@ def burst_update(*, burst_id: int, **fields: Any) -> EmailBurst:
         burst_validate(
             subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
         )
-        _valid_address("sender", burst.sender)
+        burst.sender = _valid_address("sender", burst.sender)
         if burst.reply_to:
-            _valid_address("reply_to", burst.reply_to)
+            burst.reply_to = _valid_address("reply_to", burst.reply_to)
         burst.save()
         if "recipient_ids" in fields:
             burst.recipients.set(_check_recipient_ids(fields["recipient_ids"] or []))
@@ -231,33 +238,7 @@ def _recipients(burst: EmailBurst) -> QuerySet[Member]:
     return Member.objects.filter(email_bursts=burst)
 
 
-def _last_attempt() -> Delivery:
-    # The member's last delivery that actually went to SMTP; a skipped one does
-    # not lift a suppression.
-    return (
-        Delivery.objects.filter(member=OuterRef("pk"))
-        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
-        .order_by("-id")
-    )
-
-
-def recipients_with_reasons(burst: EmailBurst) -> QuerySet:
-    """Recipient rows with the facts that decide whether they are mailed."""
-    last = _last_attempt()
-    return (
-        _recipients(burst)
-        .order_by("pk")
-        .annotate(
-            last_status=Subquery(last.values("status")[:1]),
-            last_email=Subquery(last.values("email")[:1]),
-        )
-        .values_list("pk", "email", "is_active", "unsubscribed_at", "last_status", "last_email")
-    )
-
-
-def skip_reason(
-    is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str
-) -> str:
+def skip_reason(is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str) -> str:
     if unsubscribed_at is not None:
         return "Skipped: the member unsubscribed"
     if not is_active:
@@ -267,19 +248,68 @@ def skip_reason(
     return ""
 
 
+def _last_attempts(member_ids: list[int], exclude_burst: int) -> dict[int, tuple[str, str]]:
+    """(status, address) of each member's last delivery that actually went to SMTP,
+    for the few members who ever had a not_found (a skipped delivery does not
+    lift a suppression)."""
+    flagged = list(
+        Delivery.objects.filter(member_id__in=member_ids, status=DeliveryStatus.NOT_FOUND)
+        .values_list("member_id", flat=True)
+        .distinct()
+    )
+    if not flagged:
+        return {}
+    last: dict[int, tuple[str, str]] = {}
+    rows = (
+        Delivery.objects.filter(member_id__in=flagged)
+        .exclude(burst_id=exclude_burst)
+        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
+        .order_by("member_id", "-id")
+        .values_list("member_id", "status", "email")
+    )
+    for member_id, status, email in rows:
+        last.setdefault(member_id, (status, email))
+    return last
+
+
+def recipient_batches(burst: EmailBurst, size: int = CREATE_BATCH):
+    """Stream the burst's recipients in batches of (member id, address, skip reason).
+
+    Memory stays flat: one batch of rows at a time, two queries per batch."""
+    rows = _recipients(burst).order_by("pk").values_list("pk", "email", "is_active", "unsubscribed_at")
+    batch: list[tuple] = []
+    for row in rows.iterator(chunk_size=size):
+        batch.append(row)
+        if len(batch) >= size:
+            yield _with_reasons(batch, burst.pk)
+            batch = []
+    if batch:
+        yield _with_reasons(batch, burst.pk)
+
+
+def _with_reasons(batch: list[tuple], burst_id: int) -> list[tuple[int, str, str]]:
+    last = _last_attempts([row[0] for row in batch], burst_id)
+    out = []
+    for pk, email, is_active, unsubscribed_at in batch:
+        status, last_email = last.get(pk, (None, None))
+        out.append((pk, email, skip_reason(is_active, unsubscribed_at, status, last_email, email)))
+    return out
+
+
 def burst_create_deliveries(*, burst_id: int) -> int:
-    """Create the burst's deliveries in batches (idempotent), then mark them ready."""
+    """Create the burst's deliveries batch by batch (idempotent), then mark them ready.
+
+    Chunk tasks are enqueued after each batch, so sending overlaps creation; the
+    burst can only finish once `deliveries_ready` is set at the end."""
+    from campaigns import tasks
+
     burst = EmailBurst.objects.get(pk=burst_id)
     if burst.deliveries_ready:
         return 0
-    now = timezone.now()
     created = 0
-    batch: list[Delivery] = []
-    for pk, email, is_active, unsubscribed_at, last_status, last_email in recipients_with_reasons(
-        burst
-    ).iterator(chunk_size=CREATE_BATCH):
-        reason = skip_reason(is_active, unsubscribed_at, last_status, last_email, email)
-        batch.append(
+    for batch in recipient_batches(burst):
+        now = timezone.now()
+        rows = [
             Delivery(
                 burst_id=burst_id,
                 member_id=pk,
@@ -289,22 +319,18 @@ def burst_create_deliveries(*, burst_id: int) -> int:
                 created_at=now,
                 updated_at=now,
             )
-        )
-        if len(batch) >= CREATE_BATCH:
-            created += _insert(batch)
-            batch = []
-    if batch:
-        created += _insert(batch)
+            for pk, email, reason in batch
+        ]
+        to_send = sum(1 for row in rows if row.status == DeliveryStatus.PENDING)
+        with transaction.atomic():
+            Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=CREATE_BATCH)
+            for _ in range(math.ceil(to_send / settings.EMAIL_CHUNK_SIZE)):
+                transaction.on_commit(lambda: tasks.send_chunk(burst_id))
+        created += len(rows)
     with transaction.atomic():
         EmailBurst.objects.filter(pk=burst_id).update(deliveries_ready=True)
-        transaction.on_commit(lambda: burst_dispatch(burst_id=burst_id))
+        transaction.on_commit(lambda: burst_finish_if_done(burst_id=burst_id))
     return created
-
-
-def _insert(batch: list[Delivery]) -> int:
-    with transaction.atomic():
-        Delivery.objects.bulk_create(batch, ignore_conflicts=True, batch_size=CREATE_BATCH)
-    return len(batch)
 
 
 def burst_dispatch(*, burst_id: int, delay: float | None = None) -> int:
@@ -671,29 +697,22 @@ def burst_preflight(*, burst_id: int, max_failures: int = 50) -> Preflight:
         result.template_error = exc.message
         return result
     prepared = sending.prepare_burst(burst)
-    rows = recipients_with_reasons(burst)
-    member_rows = (
-        _recipients(burst)
-        .order_by("pk")
-        .values("pk", "email", "first_name", "middle_name", "last_name", "username")
-    )
-    reasons = {}
-    for pk, email, is_active, unsub, last_status, last_email in rows.iterator(chunk_size=CREATE_BATCH):
-        reason = skip_reason(is_active, unsub, last_status, last_email, email)
-        if reason:
-            reasons[pk] = reason
+    fields = ("pk", "email", "first_name", "middle_name", "last_name", "username")
+    for batch in recipient_batches(burst):
+        reasons = {pk: reason for pk, _email, reason in batch if reason}
+        for reason in reasons.values():
             result.skipped[reason] = result.skipped.get(reason, 0) + 1
-        else:
-            result.to_send += 1
-    for row in member_rows.iterator(chunk_size=CREATE_BATCH):
-        if row["pk"] in reasons:
+        result.to_send += len(batch) - len(reasons)
+        if len(result.render_failures) >= max_failures:
             continue
-        try:
-            context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
-            prepared.build(delivery_id=0, to_email=row["email"], to_name="", context=context)
-        except Exception as exc:
-            if len(result.render_failures) < max_failures:
-                result.render_failures.append((row["pk"], row["email"], str(exc)))
+        ids = [pk for pk, _email, reason in batch if not reason]
+        for row in Member.objects.filter(pk__in=ids).order_by("pk").values(*fields):
+            try:
+                context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
+                prepared.build(delivery_id=0, to_email=row["email"], to_name="", context=context)
+            except Exception as exc:
+                if len(result.render_failures) < max_failures:
+                    result.render_failures.append((row["pk"], row["email"], str(exc)))
     return result
 
 

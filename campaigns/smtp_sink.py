@@ -407,6 +407,14 @@ class _Handler:
     def __init__(self, sink: SinkServer) -> None:
         self.sink = sink
 
+    async def handle_EHLO(
+        self, server: _SinkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.sink.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: _SinkSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -526,8 +534,12 @@ class SinkServer:
         auth_required: bool = True,
         data_size_limit: int = 32 * 1024 * 1024,
         on_event: Callable[[SinkEvent], None] | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.host = host
+        # Advertise PIPELINING (RFC 2920), as real servers do; aiosmtpd reads
+        # commands line by line, so pipelined commands are answered in order.
+        self.pipelining = pipelining
         self.port = port
         self.maildir = Path(maildir) if maildir is not None else None
         self.keep_messages = keep_messages

@@ -95,17 +95,98 @@ class TemplateProblem(Exception):
         self.message = message
 
 
+# Variables a template may use; anything else renders empty.
+CONTEXT_PATHS = frozenset(
+    {
+        ("member", "first_name"),
+        ("member", "middle_name"),
+        ("member", "last_name"),
+        ("member", "full_name"),
+        ("member", "email"),
+        ("member", "username"),
+        ("burst", "subject"),
+        ("unsubscribe_url",),
+    }
+)
+
+
+class FastTemplate:
+    """Text and plain `{{ a.b }}` variables only: rendered by joining strings.
+
+    Most burst templates are like that, and Django's renderer costs ~25 µs per
+    template per member; this gives the identical output in a fraction."""
+
+    def __init__(self, parts: list[str | tuple[str, ...]], autoescape: bool) -> None:
+        self.parts = parts
+        self.autoescape = autoescape
+
+    @classmethod
+    def from_template(cls, template, *, autoescape: bool) -> FastTemplate | None:
+        from django.template.base import TextNode, VariableNode
+
+        parts: list[str | tuple[str, ...]] = []
+        for node in template.nodelist:
+            if isinstance(node, TextNode):
+                parts.append(node.s)
+            elif isinstance(node, VariableNode):
+                expression = node.filter_expression
+                var = expression.var
+                lookups = getattr(var, "lookups", None)
+                if expression.filters or not lookups or tuple(lookups) not in CONTEXT_PATHS:
+                    return None
+                parts.append(tuple(lookups))
+            else:
+                return None
+        return cls(parts, autoescape)
+
+    def render(self, context: dict[str, Any]) -> str:
+        from django.utils.html import escape
+
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value: Any = context
+            for key in part:
+                value = value.get(key, "") if isinstance(value, dict) else ""
+            value = "" if value is None else str(value)
+            out.append(escape(value) if self.autoescape else value)
+        return "".join(out)
+
+
 @dataclass(frozen=True)
 class CompiledBurst:
     subject: Any
     body: Any
     html_body: Any | None
 
+    def __post_init__(self) -> None:
+        fast = {
+            "subject": FastTemplate.from_template(self.subject, autoescape=False),
+            "body": FastTemplate.from_template(self.body, autoescape=False),
+            "html_body": FastTemplate.from_template(self.html_body, autoescape=True) if self.html_body else None,
+        }
+        object.__setattr__(self, "_fast", fast)
+
     def render(self, context: dict[str, Any]) -> tuple[str, str, str | None]:
-        ctx = Context(context, autoescape=False)
-        subject = self.subject.render(ctx)
-        text = self.body.render(ctx)
-        html = self.html_body.render(Context(context, autoescape=True)) if self.html_body else None
+        fast = self._fast
+        ctx = None
+        if fast["subject"]:
+            subject = fast["subject"].render(context)
+        else:
+            ctx = Context(context, autoescape=False)
+            subject = self.subject.render(ctx)
+        if fast["body"]:
+            text = fast["body"].render(context)
+        else:
+            text = self.body.render(ctx or Context(context, autoescape=False))
+        html = None
+        if self.html_body is not None:
+            if fast["html_body"]:
+                html = fast["html_body"].render(context)
+            else:
+                html = self.html_body.render(Context(context, autoescape=True))
         return subject, text, html
 
 

@@ -19,9 +19,10 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import register_converter
 from ninja import Router, Schema, Status
-from ninja.parser import Parser
 from ninja.errors import HttpError, ValidationError
+from ninja.parser import Parser
 from ninja_extra import NinjaExtraAPI
 from ninja_jwt import exceptions as jwt_exceptions
 
@@ -66,7 +67,7 @@ api = EmailerAPI(
     version="1.0.0",
     urls_namespace="api",
     description=(
-        "Email campaigns (\"email bursts\") to registered members. Log in with `POST /api/login/`, "
+        'Email campaigns ("email bursts") to registered members. Log in with `POST /api/login/`, '
         "then send `Authorization: Bearer <access>` with every call. Everything but login, token "
         "refresh/verify, the docs and `/api/health/` needs a staff member's token; sending, "
         "scheduling, pausing, resuming, cancelling and retrying also need the "
@@ -101,7 +102,9 @@ def invalid(request: HttpRequest, items: list[dict[str, Any]]) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    return invalid(request, [_item(e.get("loc", []), str(e.get("msg", "")), str(e.get("type", ""))) for e in exc.errors])
+    return invalid(
+        request, [_item(e.get("loc", []), str(e.get("msg", "")), str(e.get("type", ""))) for e in exc.errors]
+    )
 
 
 @api.exception_handler(HttpError)
@@ -208,6 +211,7 @@ class HealthOut(Schema):
     auth=staff_auth,
     response=responses({200: EmailerOk, 503: EmailerError}),
     summary="Check the SMTP server",
+    operation_id="test_emailer",
 )
 def test_emailer(request: HttpRequest):
     """Staff only. Connects to the configured SMTP server (EHLO, STARTTLS and AUTH when
@@ -226,6 +230,7 @@ def test_emailer(request: HttpRequest):
     auth=None,
     response={200: HealthOut, 503: HealthOut, 413: ErrorOut},
     summary="Health",
+    operation_id="health",
 )
 def health(request: HttpRequest):
     """Public. 200 when the database and the task queue are reachable, else 503; with
@@ -260,9 +265,24 @@ def health(request: HttpRequest):
 fallback_router = Router()
 
 
+class AnythingConverter:
+    """Like Django's `path` converter, but newlines match too."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AnythingConverter, "anything")
+
+
 @fallback_router.api_operation(
     ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-    "/{path:rest}",
+    "/{anything:rest}",
     auth=None,
     include_in_schema=False,
 )

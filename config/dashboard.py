@@ -98,7 +98,13 @@ def _outcomes_per_day(today: date) -> tuple[dict[str, Any], dict[str, int]]:
     data = {
         "labels": [d.strftime("%b %d") for d in days],
         "datasets": [
-            {"label": name, "data": series[name], "backgroundColor": color, "borderRadius": 3, "maxBarThickness": 18}
+            {
+                "label": name,
+                "data": series[name],
+                "backgroundColor": color,
+                "borderRadius": 3,
+                "maxBarThickness": 18,
+            }
             for name, color, _ in OUTCOME_SERIES
         ],
     }
@@ -126,30 +132,35 @@ CHART_OPTIONS = {
 
 
 def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
-    members = _member_totals()
-    chart, outcome_totals = _outcomes_per_day(timezone.localdate())
-    attempted = outcome_totals["Sent"] + outcome_totals["Failed"]
-    by_status = _bursts_by_status()
-    context.update(
-        {
-            "dashboard": True,
-            "member_totals": members,
-            "bursts_by_status": by_status,
-            "bursts_total": sum(row["count"] for row in by_status),
-            "recent_bursts": _recent_bursts(),
-            "outcomes_chart": json.dumps(chart),
-            "outcomes_chart_options": json.dumps(CHART_OPTIONS),
-            "outcome_totals": outcome_totals,
-            "outcome_success_rate": round(outcome_totals["Sent"] * 100 / attempted, 1) if attempted else None,
-            "days": DAYS,
-            "links": {
-                "members": reverse("admin:members_member_changelist"),
-                "subscribed": reverse("admin:members_member_changelist") + "?subscribed=yes",
-                "bursts": reverse("admin:campaigns_emailburst_changelist"),
-                "new_burst": reverse("admin:campaigns_emailburst_add"),
-                "deliveries": reverse("admin:campaigns_delivery_changelist"),
-                "import": reverse("admin:members_member_import"),
-            },
-        }
-    )
+    """Each part only for staff who may see its model."""
+    user = request.user
+    see_members = user.has_perm("members.view_member")
+    see_bursts = user.has_perm("campaigns.view_emailburst")
+    see_deliveries = user.has_perm("campaigns.view_delivery")
+    context["dashboard"] = True
+    context["days"] = DAYS
+    context["links"] = {
+        "members": reverse("admin:members_member_changelist"),
+        "subscribed": reverse("admin:members_member_changelist") + "?subscribed=yes",
+        "bursts": reverse("admin:campaigns_emailburst_changelist"),
+        "new_burst": reverse("admin:campaigns_emailburst_add"),
+        "deliveries": reverse("admin:campaigns_delivery_changelist"),
+        "import": reverse("admin:members_member_import"),
+    }
+    if see_members:
+        context["member_totals"] = _member_totals()
+    if see_bursts:
+        by_status = _bursts_by_status()
+        context["bursts_by_status"] = by_status
+        context["bursts_total"] = sum(row["count"] for row in by_status)
+        context["recent_bursts"] = _recent_bursts()
+    if see_deliveries:
+        chart, outcome_totals = _outcomes_per_day(timezone.localdate())
+        attempted = outcome_totals["Sent"] + outcome_totals["Failed"]
+        context["outcomes_chart"] = json.dumps(chart)
+        context["outcomes_chart_options"] = json.dumps(CHART_OPTIONS)
+        context["outcome_totals"] = outcome_totals
+        context["outcome_success_rate"] = (
+            round(outcome_totals["Sent"] * 100 / attempted, 1) if attempted else None
+        )
     return context

@@ -93,6 +93,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
     ordering = ("id",)
     list_per_page = 50
     actions = ["mark_verified", "unsubscribe", "resubscribe"]
+    change_form_outer_before_template = "members/admin/delivery_summary.html"
     change_form_outer_after_template = "members/admin/delivery_timeline.html"
     fieldsets = (
         (None, {"fields": ("username", "password")}),
@@ -205,7 +206,8 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
             "timeline": deliveries[:TIMELINE_LENGTH],
             "timeline_more": more,
             "timeline_variants": DELIVERY_STATUS_VARIANTS,
-            "timeline_all_url": reverse("admin:campaigns_delivery_changelist") + f"?member__id__exact={member_id}",
+            "timeline_all_url": reverse("admin:campaigns_delivery_changelist")
+            + f"?member__id__exact={member_id}",
         }
 
     def has_import_permission(self, request: HttpRequest) -> bool:

@@ -28,7 +28,7 @@ from import_export.results import Result, RowResult
 class InvalidRowReport:
     number: int
     reason: str
-    values: tuple[Any, ...]
+    values: tuple[tuple[str, Any], ...]
 
     @property
     def line(self) -> int:
@@ -69,7 +69,15 @@ def summarize(result: Result) -> ImportSummary:
         invalid=totals[RowResult.IMPORT_TYPE_INVALID],
         errors=totals[RowResult.IMPORT_TYPE_ERROR] + len(result.base_errors),
         invalid_rows=[
-            InvalidRowReport(number=row.number, reason=_reason(row.error_dict), values=row.values)
+            InvalidRowReport(
+                number=row.number,
+                reason=_reason(row.error_dict),
+                values=tuple(
+                    (header, value)
+                    for header, value in zip(result.diff_headers, row.values, strict=False)
+                    if value not in ("---", "", None)
+                ),
+            )
             for row in result.invalid_rows
         ],
     )

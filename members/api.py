@@ -3,6 +3,7 @@ and the member, staff and non-staff endpoints (SPEC section 7)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from ninja.errors import AuthorizationError
+from ninja.schema import DjangoGetter
 from ninja_jwt import exceptions as jwt_exceptions
 from ninja_jwt.authentication import JWTAuth
 from ninja_jwt.schema import TokenObtainPairInputSchema, TokenRefreshInputSchema, TokenVerifyInputSchema
@@ -21,6 +23,7 @@ from members import services
 from members.models import Member
 from members.schemas import (
     OBJECT_ERRORS,
+    UNSTORABLE,
     ErrorOut,
     MemberIn,
     MemberOut,
@@ -51,7 +54,7 @@ def body_size_check(request: HttpRequest, limit: int | None = None) -> None:
 
 def attachment_body_limit() -> int:
     """An upload may carry a whole attachment plus its multipart framing and form fields."""
-    return settings.ATTACHMENT_MAX_SIZE + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return settings.ATTACHMENT_MAX_SIZE + (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
 
 
 class StaffAuth(JWTAuth):
@@ -64,7 +67,7 @@ class StaffAuth(JWTAuth):
 
     openapi_bearerFormat = "JWT"
 
-    def __init__(self, *, permission: str | None = None, body_limit=None) -> None:
+    def __init__(self, *, permission: str | None = None, body_limit: Callable[[], int] | None = None) -> None:
         super().__init__()
         self.permission = permission
         self.body_limit = body_limit
@@ -102,14 +105,7 @@ class LoginIn(TokenObtainPairInputSchema):
     @classmethod
     def validate_values(cls, values: dict) -> dict:
         # Missing fields and wrong types are left to pydantic (422 naming the field).
-        errors = {
-            name: "This field may not be blank."
-            for name in ("username", "password")
-            if isinstance(values.get(name), str) and not values[name]
-        }
-        if errors:
-            raise jwt_exceptions.ValidationError(errors)
-        return values
+        return _check_strings(values, ("username", "password"))
 
     def authenticate(self, request: HttpRequest, credentials: dict) -> None:
         username, ip = credentials.get("username") or "", client_ip(request)
@@ -123,6 +119,15 @@ class LoginIn(TokenObtainPairInputSchema):
         services.login_success_record(username=username)
 
 
+class RefreshIn(TokenRefreshInputSchema):
+    """ninja-jwt's refresh schema; `services.token_refresh` does the rest."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def validate_schema(cls, values: Any) -> Any:
+        return _check_strings(values, ("refresh",))
+
+
 class VerifyIn(TokenVerifyInputSchema):
     """ninja-jwt's verify schema; the token itself is checked by `services.token_verify`
     (a blacklisted token is a 401 there, where ninja-jwt would answer 400)."""
@@ -130,9 +135,26 @@ class VerifyIn(TokenVerifyInputSchema):
     @model_validator(mode="before")
     @classmethod
     def validate_schema(cls, values: Any) -> Any:
-        if isinstance(values, dict) and isinstance(values.get("token"), str) and not values["token"]:
-            raise jwt_exceptions.ValidationError({"token": "This field may not be blank."})
+        return _check_strings(values, ("token",))
+
+
+def _check_strings(values: Any, names: tuple[str, ...]) -> Any:
+    """422 for a blank field, or one the database or a JWT decoder cannot take."""
+    data = values._obj if isinstance(values, DjangoGetter) else values  # ninja wraps the input
+    if not isinstance(data, dict):
         return values
+    errors = {}
+    for name in names:
+        value = data.get(name)
+        if not isinstance(value, str):
+            continue
+        if not value:
+            errors[name] = "This field may not be blank."
+        elif UNSTORABLE.search(value):
+            errors[name] = "must not contain NUL characters or unpaired surrogates"
+    if errors:
+        raise jwt_exceptions.ValidationError(errors)
+    return values
 
 
 auth_router = Router(tags=["auth"])
@@ -144,6 +166,7 @@ PUBLIC_ERRORS = {413: ErrorOut, 422: ValidationErrorOut}
     auth=None,
     response={200: TokenPairOut, 401: ErrorOut, 429: ErrorOut, **PUBLIC_ERRORS},
     summary="Log in",
+    operation_id="login",
 )
 def login(request: HttpRequest, credentials: LoginIn):
     """Public. Exchanges a username and password for an access token (15 minutes) and a
@@ -157,8 +180,9 @@ def login(request: HttpRequest, credentials: LoginIn):
     auth=None,
     response={200: TokenPairOut, 401: ErrorOut, **PUBLIC_ERRORS},
     summary="Refresh an access token",
+    operation_id="token_refresh",
 )
-def token_refresh(request: HttpRequest, body: TokenRefreshInputSchema):
+def token_refresh(request: HttpRequest, body: RefreshIn):
     """Public. Gives a new access token and a rotated refresh token; the refresh token
     sent is blacklisted, so using it again is a 401."""
     return services.token_refresh(refresh=body.refresh)
@@ -169,6 +193,7 @@ def token_refresh(request: HttpRequest, body: TokenRefreshInputSchema):
     auth=None,
     response={200: VerifiedOut, 401: ErrorOut, **PUBLIC_ERRORS},
     summary="Verify a token",
+    operation_id="token_verify",
 )
 def token_verify(request: HttpRequest, body: VerifyIn):
     """Public. 200 with `{}` when the token is valid and its member active, 401 otherwise."""
@@ -287,7 +312,9 @@ def _add_scope(scope: str) -> None:
     def update(request: HttpRequest, id: int, payload: MemberPatch):
         """Staff only. Changes only the fields sent."""
         member = get_member(id)
-        return services.member_update(actor=request.auth, member=member, **payload.model_dump(exclude_unset=True))
+        return services.member_update(
+            actor=request.auth, member=member, **payload.model_dump(exclude_unset=True)
+        )
 
     @members_router.delete(
         item,

@@ -32,7 +32,12 @@ def escape_formula(value: Any) -> Any:
 
 
 def unescape_formula(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > 1 and value[0] == "'" and value[1:].startswith(FORMULA_PREFIXES):
+    if (
+        isinstance(value, str)
+        and len(value) > 1
+        and value[0] == "'"
+        and value[1:].startswith(FORMULA_PREFIXES)
+    ):
         return value[1:]
     return value
 
@@ -91,7 +96,9 @@ BOOLEAN_COLUMNS = ("is_verified", "is_active")
 class MemberResource(FormulaEscapingMixin, resources.ModelResource):
     email = fields.Field(attribute="email", column_name="email")
     username = fields.Field(attribute="username", column_name="username")
-    is_verified = fields.Field(attribute="is_verified", column_name="is_verified", widget=StrictBooleanWidget())
+    is_verified = fields.Field(
+        attribute="is_verified", column_name="is_verified", widget=StrictBooleanWidget()
+    )
     is_active = fields.Field(attribute="is_active", column_name="is_active", widget=StrictBooleanWidget())
     # Export only: never changed by an import.
     is_staff = fields.Field(
@@ -99,7 +106,10 @@ class MemberResource(FormulaEscapingMixin, resources.ModelResource):
     )
     subscribed = fields.Field(column_name="subscribed", readonly=True)
     unsubscribed_at = fields.Field(
-        attribute="unsubscribed_at", column_name="unsubscribed_at", widget=widgets.DateTimeWidget(), readonly=True
+        attribute="unsubscribed_at",
+        column_name="unsubscribed_at",
+        widget=widgets.DateTimeWidget(),
+        readonly=True,
     )
     date_joined = fields.Field(
         attribute="date_joined", column_name="date_joined", widget=widgets.DateTimeWidget(), readonly=True
@@ -157,10 +167,11 @@ class MemberResource(FormulaEscapingMixin, resources.ModelResource):
 
     def after_init_instance(self, instance: Member, new: bool, row: dict[str, Any], **kwargs: Any) -> None:
         if new:
-            # Imported members sign in only after a password reset.
+            # Imported members sign in only after a password reset; their
+            # username is their address unless the file gives one.
             instance.set_unusable_password()
+            instance.username = str(row.get("email") or "").strip().lower()[:150]
 
-    def import_instance(self, instance: Member, row: dict[str, Any], **kwargs: Any) -> None:
-        super().import_instance(instance, row, **kwargs)
-        if not instance.username and instance.email:
-            instance.username = instance.email.strip().lower()[:150]
+    def get_import_fields(self) -> list[fields.Field]:
+        # What an import reads, compares and previews: not the export-only columns.
+        return [f for f in super().get_import_fields() if not f.readonly]

@@ -20,13 +20,13 @@ from pydantic import AfterValidator, BeforeValidator, StrictBool, StrictInt, Str
 
 # --- reusable input types -------------------------------------------------------
 
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID = 2**63 - 1
 
 
 def _storable(value: str) -> str:
-    if _UNSTORABLE.search(value):
+    if UNSTORABLE.search(value):
         raise ValueError("must not contain NUL characters or unpaired surrogates")
     return value
 

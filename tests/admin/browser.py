@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         _unavailable(f"needs chromium at {CHROMIUM} (apt-get install -y chromium)")
@@ -36,10 +36,11 @@ def chromium_browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - a dev dependency
         _unavailable("needs the playwright Python package")
-    # Playwright's sync API keeps an event loop in this thread; Django's ORM
-    # calls made by the test between browser steps are still synchronous.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls that
+    # fixtures and tests make between browser steps are still plain synchronous
+    # code. Only while a browser module runs.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()

@@ -13,6 +13,12 @@ from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
+from tests.admin.browser import chromium_browser, page  # noqa: F401  (browser fixtures)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -76,7 +82,9 @@ def make_burst(
     ids = [m.pk for m in recipients]
     if ids:
         through = EmailBurst.recipients.through
-        through.objects.bulk_create([through(emailburst_id=burst.pk, member_id=i) for i in ids], batch_size=5000)
+        through.objects.bulk_create(
+            [through(emailburst_id=burst.pk, member_id=i) for i in ids], batch_size=5000
+        )
     return burst
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
-from tests.admin.browser import chromium_browser, login, page, screenshot  # noqa: F401
+from tests.admin.browser import login, screenshot
 from tests.workers import huey_queue, start_consumer, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -45,12 +45,12 @@ def members_csv() -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_figure(page, key: str) -> int:  # noqa: F811
+def report_figure(page, key: str) -> int:
     return int(page.locator(f'[data-figure="{key}"]').inner_text().replace(",", "").strip())
 
 
 def test_import_send_watch_and_retry(
-    page,  # noqa: F811
+    page,
     live_server,
     superuser,
     smtp_server,
@@ -93,7 +93,9 @@ def test_import_send_watch_and_retry(
     page.goto("/admin/campaigns/emailburst/add/")
     page.fill("input[name=subject]", "Autumn news for {{ member.first_name }}")
     page.fill("textarea[name=body]", "Dear {{ member.first_name }},\n\nOur autumn programme is out.\n")
-    page.fill("textarea[name=html_body]", "<p>Dear {{ member.first_name }},</p><p>Our <b>autumn</b> programme.</p>")
+    page.fill(
+        "textarea[name=html_body]", "<p>Dear {{ member.first_name }},</p><p>Our <b>autumn</b> programme.</p>"
+    )
     page.check("input[name=all_members]")
     page.click("button[name=_continue]")
     page.locator("#burst-ready").wait_for()

@@ -3,18 +3,25 @@ of each under test-artifacts/ for a human to look at."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from campaigns.models import BurstStatus, DeliveryStatus
-from tests.admin.browser import chromium_browser, login, page, screenshot  # noqa: F401
+from tests.admin.browser import login, screenshot
 from tests.admin.conftest import add_deliveries, make_burst, make_members
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-OUTCOMES = [DeliveryStatus.SENT] * 8 + [DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND, DeliveryStatus.SKIPPED]
+OUTCOMES = [DeliveryStatus.SENT] * 8 + [
+    DeliveryStatus.FAILED,
+    DeliveryStatus.NOT_FOUND,
+    DeliveryStatus.SKIPPED,
+]
 
 
-def test_gallery(page, superuser, live_server):  # noqa: F811
+def test_gallery(page, superuser, live_server):
     members = make_members(60, prefix="gal")
     members[0].unsubscribed_at = members[0].date_joined
     members[0].save()
@@ -26,6 +33,12 @@ def test_gallery(page, superuser, live_server):  # noqa: F811
     )
     sent = make_burst("Winter gala", status=BurstStatus.SENT, recipients=members)
     add_deliveries(sent, members, lambda i: OUTCOMES[i % len(OUTCOMES)])
+    scheduled = make_burst(
+        "Summer picnic",
+        status=BurstStatus.SCHEDULED,
+        all_members=True,
+        scheduled_at=timezone.now() + timedelta(days=3),
+    )
     login(page, "root", "root-pass-1234")
     shots = {
         "dashboard": "/admin/",
@@ -35,6 +48,7 @@ def test_gallery(page, superuser, live_server):  # noqa: F811
         "bursts-list": "/admin/campaigns/emailburst/",
         "burst-draft": f"/admin/campaigns/emailburst/{draft.pk}/change/",
         "burst-sent": f"/admin/campaigns/emailburst/{sent.pk}/change/",
+        "burst-scheduled": f"/admin/campaigns/emailburst/{scheduled.pk}/change/",
         "burst-preview": f"/admin/campaigns/emailburst/{draft.pk}/preview/",
         "burst-preflight": f"/admin/campaigns/emailburst/{draft.pk}/preflight/",
         "burst-schedule": f"/admin/campaigns/emailburst/{draft.pk}/schedule/",
@@ -44,7 +58,7 @@ def test_gallery(page, superuser, live_server):  # noqa: F811
     for name, url in shots.items():
         response = page.goto(url)
         assert response.status == 200, (name, response.status)
-        page.wait_for_load_state("networkidle")
+        page.wait_for_load_state("load")
         screenshot(page, f"gallery-{name}")
         if name.startswith("burst-"):
             screenshot(page, f"gallery-{name}-top", full_page=False)

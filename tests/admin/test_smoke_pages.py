@@ -8,9 +8,13 @@ pytestmark = pytest.mark.django_db
 
 def test_pages_render(root_client):
     members = make_members(30)
-    draft = make_burst("Draft {{ member.first_name }}", recipients=members[:5], html_body="<p>Hi {{ member.first_name }}</p>")
+    draft = make_burst(
+        "Draft {{ member.first_name }}", recipients=members[:5], html_body="<p>Hi {{ member.first_name }}</p>"
+    )
     sent = make_burst("Sent one", status=BurstStatus.SENT, recipients=members)
-    add_deliveries(sent, members, lambda i: [DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND][i % 3])
+    add_deliveries(
+        sent, members, lambda i: [DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND][i % 3]
+    )
     for url in [
         "/admin/",
         "/admin/members/member/",

@@ -127,7 +127,11 @@ def _bad_tokens(staff_user, other) -> dict[str, str]:
     expired.set_exp(from_time=timezone.now() - timedelta(hours=1))
     return {
         "alg none": b64({"alg": "none", "typ": "JWT"}) + "." + b64(_claims(staff_user)) + ".",
-        "alg none with signature": b64({"alg": "none", "typ": "JWT"}) + "." + b64(_claims(staff_user)) + "." + signature,
+        "alg none with signature": b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + b64(_claims(staff_user))
+        + "."
+        + signature,
         "wrong key": jwt.encode(_claims(staff_user), "some-other-key-" * 4, algorithm="HS256"),
         "expired": str(expired),
         "tampered payload": header + "." + b64(_claims(other)) + "." + signature,

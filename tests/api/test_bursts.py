@@ -47,7 +47,9 @@ def url(burst, action: str = "") -> str:
 
 def test_create_answers_201_with_a_draft(as_staff, staff_user, member, make_member):
     other = make_member()
-    response = as_staff.post("/api/email-burst/", burst_data(recipients=[member.pk, other.pk], from_name="Club"))
+    response = as_staff.post(
+        "/api/email-burst/", burst_data(recipients=[member.pk, other.pk], from_name="Club")
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == FIELDS
@@ -143,7 +145,9 @@ def test_put_replaces_and_patch_updates(as_staff, make_burst, member, make_membe
     assert as_staff.patch(url(burst), {"recipients": [123456]}).status_code == 422
 
 
-@pytest.mark.parametrize("status", [BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED])
+@pytest.mark.parametrize(
+    "status", [BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED]
+)
 def test_changing_or_deleting_a_started_burst_is_409(as_staff, make_burst, status):
     burst = make_burst(status=status)
     assert as_staff.put(url(burst), burst_data()).status_code == 409
@@ -251,7 +255,12 @@ def test_retry(as_staff, make_burst, make_member):
     _deliveries(
         burst,
         people,
-        [DeliveryStatus.FAILED, DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.NOT_FOUND, DeliveryStatus.SENT],
+        [
+            DeliveryStatus.FAILED,
+            DeliveryStatus.CONNECTION_ERROR,
+            DeliveryStatus.NOT_FOUND,
+            DeliveryStatus.SENT,
+        ],
     )
     assert as_staff.post(url(burst, "retry"), {"statuses": ["not_found"]}).status_code == 422
     assert as_staff.post(url(burst, "retry"), {"statuses": ["bogus"]}).status_code == 422
@@ -326,13 +335,28 @@ def test_deliveries_paginated_and_filtered(as_staff, make_burst, make_member):
     _deliveries(
         burst,
         people,
-        [DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SENT, DeliveryStatus.PENDING],
+        [
+            DeliveryStatus.SENT,
+            DeliveryStatus.SENT,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.SENT,
+            DeliveryStatus.PENDING,
+        ],
     )
     Delivery.objects.filter(status=DeliveryStatus.FAILED).update(error_message="550 5.7.1 Policy")
     body = as_staff.get(url(burst, "deliveries")).json()
     assert body["count"] == 5
     item = body["items"][0]
-    assert set(item) == {"id", "member_id", "email", "status", "attempts", "error_message", "sent_at", "updated_at"}
+    assert set(item) == {
+        "id",
+        "member_id",
+        "email",
+        "status",
+        "attempts",
+        "error_message",
+        "sent_at",
+        "updated_at",
+    }
     assert item["member_id"] == people[0].pk and item["email"] == people[0].email
     sent = as_staff.get(url(burst, "deliveries"), {"status": "sent", "limit": 2}).json()
     assert sent["count"] == 3 and len(sent["items"]) == 2

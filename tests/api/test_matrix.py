@@ -168,9 +168,7 @@ def _login(api: Api) -> dict:
 def test_the_matrix_covers_every_operation(as_staff):
     """A new endpoint without a row in the matrix fails here."""
     schema = as_staff.get("/api/openapi.json").json()
-    operations = {
-        (method.upper(), path) for path, ops in schema["paths"].items() for method in ops
-    }
+    operations = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     covered = {(method, _template(path)) for method, path, *_ in MATRIX}
     assert operations - covered == set()
 

@@ -38,7 +38,9 @@ def new_member(**extra):
 def test_create_answers_201_with_the_member_and_hashes_the_password(as_staff):
     response = as_staff.post(
         "/api/members/",
-        new_member(password="Correct-Horse-42", first_name="Grace", last_name="Hopper", birth_date="1906-12-09"),
+        new_member(
+            password="Correct-Horse-42", first_name="Grace", last_name="Hopper", birth_date="1906-12-09"
+        ),
     )
     assert response.status_code == 201, response.content
     body = response.json()
@@ -120,7 +122,9 @@ def test_only_a_superuser_may_create_staff(as_staff, as_root):
     assert not Member.objects.filter(username="grace").exists()
     # sending the default is no change
     assert as_staff.post("/api/members/", new_member(is_staff=False)).status_code == 201
-    response = as_root.post("/api/members/", new_member(username="boss", email="boss@example.test", is_staff=True))
+    response = as_root.post(
+        "/api/members/", new_member(username="boss", email="boss@example.test", is_staff=True)
+    )
     assert response.status_code == 201 and response.json()["is_staff"] is True
 
 
@@ -158,11 +162,15 @@ def test_bad_pagination_is_422(as_staff, params):
 
 def test_search_matches_names_and_email(as_staff, make_member):
     make_member(username="u1", email="marie@curie.test", first_name="Marie", last_name="Curie")
-    make_member(username="u2", email="pierre@curie.test", first_name="Pierre", middle_name="X", last_name="Curie")
+    make_member(
+        username="u2", email="pierre@curie.test", first_name="Pierre", middle_name="X", last_name="Curie"
+    )
     make_member(username="u3", email="someone@else.test", first_name="Lise", last_name="Meitner")
 
     def names(search):
-        return sorted(m["username"] for m in as_staff.get("/api/members/", {"search": search}).json()["items"])
+        return sorted(
+            m["username"] for m in as_staff.get("/api/members/", {"search": search}).json()["items"]
+        )
 
     assert names("curie") == ["u1", "u2"]
     assert names("MARIE") == ["u1"]
@@ -199,7 +207,12 @@ def test_get_one_and_scopes(as_staff, staff_user, member):
 
 def test_put_replaces_resetting_omitted_fields_but_not_privileges(as_root, make_member):
     target = make_member(
-        first_name="A", middle_name="B", last_name="C", is_verified=True, is_staff=True, password="Pass-word-123"
+        first_name="A",
+        middle_name="B",
+        last_name="C",
+        is_verified=True,
+        is_staff=True,
+        password="Pass-word-123",
     )
     response = as_root.put(f"/api/members/{target.pk}/", {"username": "renamed", "email": "new@example.test"})
     assert response.status_code == 200, response.content
@@ -223,9 +236,9 @@ def test_patch_changes_only_what_is_sent(as_staff, member):
     body = response.json()
     assert body["middle_name"] == "King" and body["first_name"] == "Ada" and body["last_name"] == "Lovelace"
     assert as_staff.patch(f"/api/members/{member.pk}/", {}).status_code == 200
-    assert as_staff.patch(f"/api/members/{member.pk}/", {"birth_date": "1815-12-10"}).json()["birth_date"] == (
-        "1815-12-10"
-    )
+    assert as_staff.patch(f"/api/members/{member.pk}/", {"birth_date": "1815-12-10"}).json()[
+        "birth_date"
+    ] == ("1815-12-10")
     assert as_staff.patch(f"/api/members/{member.pk}/", {"birth_date": None}).json()["birth_date"] is None
     assert as_staff.patch(f"/api/members/{member.pk}/", {"email": None}).status_code == 422
 
@@ -250,9 +263,14 @@ def test_only_a_superuser_may_change_privileges(as_staff, as_root, member, staff
     member.refresh_from_db()
     assert not member.is_staff and not member.is_superuser
     # sending the current value is no change
-    assert as_staff.patch(f"/api/members/{member.pk}/", {"is_staff": False, "first_name": "A"}).status_code == 200
     assert (
-        as_staff.put(f"/api/members/{member.pk}/", {"username": "ada", "email": "ada@example.test", "is_staff": False})
+        as_staff.patch(f"/api/members/{member.pk}/", {"is_staff": False, "first_name": "A"}).status_code
+        == 200
+    )
+    assert (
+        as_staff.put(
+            f"/api/members/{member.pk}/", {"username": "ada", "email": "ada@example.test", "is_staff": False}
+        )
     ).status_code == 200
     # demoting another staff user is a change too
     assert as_staff.patch(f"/api/staff/{staff_user.pk}/", {"is_staff": False}).status_code == 403

@@ -16,7 +16,9 @@ def add_members(n: int, *, staff_every: int = 3) -> list[Member]:
     start = Member.objects.count()
     return Member.objects.bulk_create(
         [
-            Member(username=f"m{start + i}", email=f"m{start + i}@example.test", is_staff=(i % staff_every == 0))
+            Member(
+                username=f"m{start + i}", email=f"m{start + i}@example.test", is_staff=(i % staff_every == 0)
+            )
             for i in range(n)
         ]
     )

@@ -102,3 +102,16 @@ def test_health_is_503_when_the_database_is_unreachable(anon, monkeypatch):
     response = anon.get("/api/health/")
     assert response.status_code == 503
     assert response.json()["database"] == "error"
+
+
+def test_emailer_check_gives_up_within_the_email_timeout(as_staff, smtp_server_factory, settings):
+    import time
+
+    server = smtp_server_factory()
+    server.script_connect("connect:hang 30")
+    point_email_settings(settings, server)
+    settings.EMAIL_TIMEOUT = 1
+    started = time.monotonic()
+    response = as_staff.get("/api/test/emailer/")
+    assert response.status_code == 503
+    assert time.monotonic() - started < 5

@@ -49,6 +49,8 @@ class Shell:
             arg = args[i]
             if arg == "-s":
                 pass
+            elif arg == "-w":  # output format only
+                i += 1
             elif arg == "-X":
                 i += 1
                 method = args[i]
@@ -67,7 +69,9 @@ class Shell:
         content_type = headers.pop("Content-Type", "application/octet-stream")
         if data is not None:
             json.loads(data)  # the README sends valid JSON
-        response = self.client.generic(method, path, data=data or "", content_type=content_type, headers=headers)
+        response = self.client.generic(
+            method, path, data=data or "", content_type=content_type, headers=headers
+        )
         assert 200 <= response.status_code < 300, (method, path, response.status_code, response.content)
         self.responses.append((method, path, response.status_code, response.json()))
         return response.json()
@@ -118,7 +122,10 @@ def test_the_readme_walkthrough_works(smtp_settings, immediate_huey):
     stats = [body for method, path, _, body in shell.responses if path.endswith("/stats/")][-1]
     assert stats["status"] == "sent" and stats["sent_count"] == 2 and stats["success_rate"] == 100.0
     deliveries = shell.responses[-1][3]
-    assert {d["email"] for d in deliveries["items"]} == {"grace.hopper@example.test", "alan.turing@example.test"}
+    assert {d["email"] for d in deliveries["items"]} == {
+        "grace.hopper@example.test",
+        "alan.turing@example.test",
+    }
     received = sorted(to for message in smtp_settings.messages for to in message.rcpt_tos)
     assert received == ["alan.turing@example.test", "grace.hopper@example.test"]
     subjects = sorted(message.message["Subject"] for message in smtp_settings.messages)

@@ -18,6 +18,7 @@ BODY = "Hello {{ member.first_name }}"
 def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+
 REFUSED = {
     "load": "{% load static %}hi",
     "load_i18n": "{% load i18n %}{% trans 'hi' %}",
@@ -148,7 +149,10 @@ def secret_member(db):
 @pytest.mark.parametrize("source", HIDDEN)
 def test_a_template_sees_nothing_outside_the_whitelist(source, secret_member):
     burst = services.burst_create(
-        subject=f"S[{source}]", body=f"B[{source}]", html_body=f"<p>H[{source}]</p>", sender="news@example.org"
+        subject=f"S[{source}]",
+        body=f"B[{source}]",
+        html_body=f"<p>H[{source}]</p>",
+        sender="news@example.org",
     )
 
     rendered = services.burst_preview(burst_id=burst.pk, member_id=secret_member.pk)
@@ -225,7 +229,9 @@ def test_a_sent_message_shows_the_member_fields_and_nothing_secret(settings, smt
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_member_with_every_optional_field_empty_is_rendered_and_sent(settings, smtp_settings, immediate_huey):
+def test_a_member_with_every_optional_field_empty_is_rendered_and_sent(
+    settings, smtp_settings, immediate_huey
+):
     settings.EMAIL_RATE_LIMIT = None
     bare = Member.objects.create_user(username="bare", email="bare@example.test", password=None)
     assert (bare.first_name, bare.middle_name, bare.last_name, bare.birth_date) == ("", "", "", None)
@@ -260,8 +266,45 @@ def test_check_templates_renders_for_an_empty_member_and_returns_the_compiled_bu
 
 
 def test_html_is_escaped_and_text_is_not():
-    compiled = compile_burst(subject="{{ member.first_name }}", body="{{ member.first_name }}", html_body="{{ member.first_name }}")
+    compiled = compile_burst(
+        subject="{{ member.first_name }}", body="{{ member.first_name }}", html_body="{{ member.first_name }}"
+    )
     subject, text, html = compiled.render(member_context(first_name="<b>&</b>"))
     assert subject == "<b>&</b>"
     assert text == "<b>&</b>"
     assert html == "&lt;b&gt;&amp;&lt;/b&gt;"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Hello {{ member.first_name }}",
+        "{{ member.full_name }} <{{ member.email }}> {{ member.username }} {{ member.middle_name }}",
+        "{{ burst.subject }}: {{ unsubscribe_url }}",
+        "{{ member.nothing }}{{ nobody }}{{ member.last_name }}",
+        "no variables at all & <b>text</b>",
+        "{{ member.first_name|upper }} {% if member.last_name %}{{ member.last_name }}{% endif %}",
+    ],
+)
+@pytest.mark.parametrize(
+    "first_name", ["Ada", "", "<script>&\"'</script>", "Zoë 😀", "{{ member.email }}", "a\r\nb"]
+)
+def test_rendering_gives_exactly_what_django_renders(source, first_name):
+    """Whatever shortcut the engine takes, the output is Django's, escaping included."""
+    from django.template import Context
+
+    context = member_context(
+        first_name=first_name,
+        last_name="O'Brien & <Sons>",
+        email="ada@example.test",
+        username="ada",
+        subject="S & <T>",
+        unsubscribe_url="https://x.example/unsubscribe/1.abc/?a=1&b=2",
+    )
+    compiled = compile_burst(subject=source, body=source, html_body=source)
+
+    subject, text, html = compiled.render(context)
+
+    assert subject == compiled.subject.render(Context(context, autoescape=False))
+    assert text == compiled.body.render(Context(context, autoescape=False))
+    assert html == compiled.html_body.render(Context(context, autoescape=True))

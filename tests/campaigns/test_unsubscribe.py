@@ -26,7 +26,9 @@ def fast_passwords(settings):
 
 @pytest.fixture
 def ada(db) -> Member:
-    return Member.objects.create_user(username="ada", email="ada@example.test", password=None, first_name="Ada")
+    return Member.objects.create_user(
+        username="ada", email="ada@example.test", password=None, first_name="Ada"
+    )
 
 
 @pytest.fixture
@@ -122,25 +124,34 @@ def test_other_methods_are_refused(client, ada, method):
 # --- tokens --------------------------------------------------------------------------------------
 
 
-def tampered_tokens(member: Member) -> list[str]:
+def tampered_tokens(member: Member, settings) -> list[str]:
     token = sending.unsubscribe_token(member.pk)
-    value, _, signature = token.partition(":")
-    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    assert token.startswith(str(member.pk)), "the token names its member first"
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    original_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "another-secret-key-entirely-0123456789-abcdefghijklmnop"
+    other_key = sending.unsubscribe_token(member.pk)
+    settings.SECRET_KEY = original_key
+    assert other_key != token
     return [
-        f"{value}:{flipped}",  # signature changed
-        f"{int(value) + 1}:{signature}",  # another member's id, same signature
-        value,  # no signature
+        flipped,  # signature changed
+        re.sub(r"^\d+", str(member.pk + 1), token),  # another member's id, same signature
+        str(member.pk),  # no signature
         token[:-5],  # cut short by a mail program
-        signing.Signer().sign(value),  # signed, but for another purpose (salt)
-        signing.Signer(salt=sending.UNSUBSCRIBE_SALT, key="another-key-entirely-0123456789").sign(value),
+        signing.Signer().sign(str(member.pk)),  # signed by Django, for another purpose
+        signing.Signer(salt=sending.UNSUBSCRIBE_SALT).sign(str(member.pk)),  # another scheme
+        other_key,  # signed with another SECRET_KEY
         "garbage",
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
-def test_a_tampered_token_gets_400_and_changes_nothing(client, ada, index):
+@pytest.mark.parametrize("index", range(8))
+def test_a_tampered_token_gets_400_and_changes_nothing(client, ada, index, settings):
     other = Member.objects.create_user(username="bob", email="bob@example.test", password=None)
-    token = tampered_tokens(ada)[index]
+    assert other.pk == ada.pk + 1
+    token = tampered_tokens(ada, settings)[index]
+    if token == sending.unsubscribe_token(ada.pk):
+        pytest.fail("this tampered token is the real one")
     path = reverse("unsubscribe", args=[token])
 
     get = client.get(path)
@@ -151,6 +162,25 @@ def test_a_tampered_token_gets_400_and_changes_nothing(client, ada, index):
     assert "not valid" in post.content.decode()
     assert unsubscribed_at(ada) is None
     assert unsubscribed_at(other) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "engine bug: sending.member_id_from_token calls hmac.compare_digest on str values; a token "
+        "with a non-ASCII character (e.g. /unsubscribe/1.%C3%A9/) raises TypeError 'comparing strings "
+        "with non-ASCII characters is not supported', so campaigns.views.unsubscribe answers 500 "
+        "instead of 400 (compare bytes, or catch the TypeError as a bad signature)"
+    ),
+)
+@pytest.mark.parametrize("suffix", ["%C3%A9", "%E2%9C%93abc"])
+def test_a_token_with_non_ascii_characters_gets_400_not_500(ada, suffix):
+    client = Client(raise_request_exception=False)
+    path = f"/unsubscribe/{ada.pk}.{suffix}/"
+
+    assert client.get(path).status_code == 400
+    assert client.post(path, data=ONE_CLICK, content_type=FORM).status_code == 400
+    assert unsubscribed_at(ada) is None
 
 
 def test_a_signed_token_for_a_member_who_no_longer_exists_gets_400(client, ada):

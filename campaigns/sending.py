@@ -125,6 +125,7 @@ class SmtpSession:
         self.connections_opened = 0
         # (sender, recipient) whose envelope was already written ahead.
         self.announced: tuple[str, str] | None = None
+        self.needs_rset = False
 
     def __enter__(self) -> SmtpSession:
         return self
@@ -178,6 +179,7 @@ class SmtpSession:
 
     def drop(self) -> None:
         self.announced = None
+        self.needs_rset = False
         if self.conn is not None:
             _close_quietly(self.conn)
             self.conn = None
@@ -199,6 +201,9 @@ class SmtpSession:
         except smtplib.SMTPResponseException as exc:
             outcome = classify(exc.smtp_code, exc.smtp_error, stage="connect")
             outcome = Outcome(DeliveryStatus.CONNECTION_ERROR, outcome.error, transient=True, reconnect=True)
+        except UnicodeError as exc:  # an address that cannot be written as ASCII
+            self.drop()
+            return Outcome(DeliveryStatus.OTHER_ERROR, f"Could not encode the envelope: {exc}", smtp_tried=False)
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
             outcome = connection_failure(exc)
         if outcome.reconnect:
@@ -206,10 +211,13 @@ class SmtpSession:
         return outcome
 
     @staticmethod
-    def _envelope(sender: str, recipient: str) -> bytes:
+    def _envelope(sender: str, recipient: str, *, rset: bool) -> bytes:
         # Written directly (addresses are clean ASCII already): smtplib's mail()
         # and rcpt() re-parse every address, which costs more than the message.
-        return f"RSET\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+        # RSET only after a transaction that ended before its content: the end
+        # of DATA closes a transaction, whatever its reply.
+        head = "RSET\r\n" if rset else ""
+        return f"{head}MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
 
     def _transaction(
         self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes, then: str | None
@@ -217,9 +225,16 @@ class SmtpSession:
         pipelining = conn.does_esmtp and conn.has_extn("pipelining")
         if pipelining:
             if self.announced != (sender, recipient):
-                conn.send(self._envelope(sender, recipient))
+                rset = self.needs_rset
+                conn.send(self._envelope(sender, recipient, rset=rset))
+            else:
+                rset = False  # announced right after a finished transaction
             self.announced = None
-            _rset, mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply(), conn.getreply()
+            if rset:
+                conn.getreply()
+            mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
+            # Until this transaction reaches the end of DATA, the next one resets.
+            self.needs_rset = True
         else:
             mail, rcpt, data = self._one_by_one(conn, sender, recipient)
         if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
@@ -235,11 +250,12 @@ class SmtpSession:
             return self._failed(classify(data[0], data[1], stage="data"))
         payload = DOT_LINE.sub(b"..", message) + b".\r\n"
         if pipelining and then:
-            payload += self._envelope(sender, then)
+            payload += self._envelope(sender, then, rset=False)
         conn.send(payload)
         if pipelining and then:
             self.announced = (sender, then)
         code, reply = conn.getreply()
+        self.needs_rset = False
         if code != 250:
             return self._failed(classify(code, reply, stage="data"))
         return SENT
@@ -318,7 +334,10 @@ def unsubscribe_token(member_id: int) -> str:
 def member_id_from_token(token: str) -> int:
     """Raises signing.BadSignature for a tampered token."""
     member_id, _, signature = token.partition(".")
-    if not member_id.isdigit() or not hmac.compare_digest(signature, _unsubscribe_signature(member_id)):
+    if not (member_id.isascii() and member_id.isdigit()):
+        raise signing.BadSignature("bad unsubscribe token")
+    expected = _unsubscribe_signature(member_id).encode()
+    if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected):
         raise signing.BadSignature("bad unsubscribe token")
     return int(member_id)
 
@@ -742,6 +761,13 @@ def _send_claimed(
                     delivery_id,
                     attempts,
                     Outcome(DeliveryStatus.OTHER_ERROR, prepared.attachment_error, smtp_tried=False),
+                )
+                continue
+            if member_id is None or not email:
+                recorder.add(
+                    delivery_id,
+                    attempts,
+                    Outcome(DeliveryStatus.SKIPPED, "Skipped: the member was deleted", smtp_tried=False),
                 )
                 continue
             member = {

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from campaigns.models import (
@@ -54,6 +54,10 @@ class IllegalState(ServiceError):
 
 class InvalidInput(ServiceError):
     """The input is well-formed but wrong (HTTP 422)."""
+
+
+class NotFound(InvalidInput):
+    """The burst (or member) does not exist (HTTP 404)."""
 
 
 class TooLarge(ServiceError):
@@ -238,7 +242,9 @@ def _recipients(burst: EmailBurst) -> QuerySet[Member]:
     return Member.objects.filter(email_bursts=burst)
 
 
-def skip_reason(is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str) -> str:
+def skip_reason(
+    is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str
+) -> str:
     if unsubscribed_at is not None:
         return "Skipped: the member unsubscribed"
     if not is_active:
@@ -360,7 +366,7 @@ def _locked(burst_id: int) -> EmailBurst:
     try:
         return EmailBurst.objects.select_for_update().get(pk=burst_id)
     except EmailBurst.DoesNotExist:
-        raise InvalidInput(f"email burst {burst_id} does not exist", field="id") from None
+        raise NotFound(f"email burst {burst_id} does not exist", field="id") from None
 
 
 def _move(burst: EmailBurst, to: str, verb: str) -> None:
@@ -378,6 +384,10 @@ def burst_send(*, burst_id: int) -> EmailBurst:
         burst_validate(
             subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
         )
+        # Rows may predate today's validation: check what goes into headers again.
+        burst.sender = _valid_address("sender", burst.sender)
+        if burst.reply_to:
+            burst.reply_to = _valid_address("reply_to", burst.reply_to)
         recipients = _recipients(burst)
         count = recipients.count()
         if not count:
@@ -387,8 +397,12 @@ def burst_send(*, burst_id: int) -> EmailBurst:
         burst.finished_at = None
         burst.pause_reason = ""
         burst.deliveries_ready = False
+        burst.connection_failures = 0
         burst.save(
             update_fields=[
+                "sender",
+                "reply_to",
+                "connection_failures",
                 "status",
                 "started_at",
                 "finished_at",
@@ -615,7 +629,7 @@ def burst_stats(*, burst_id: int) -> BurstStats:
         EmailBurst.objects.filter(pk=burst_id).values("pk", "status").annotate(**_count_annotations()).first()
     )
     if row is None:
-        raise InvalidInput(f"email burst {burst_id} does not exist", field="id")
+        raise NotFound(f"email burst {burst_id} does not exist", field="id")
     return stats_from_counts(row["pk"], row["status"], row)
 
 
@@ -653,16 +667,21 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
     )
     from django.db.models import Case, When
 
+    would_mail = Case(
+        When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
+        default=Coalesce(Subquery(chosen), Value(0)),
+    )
+    delivered = Coalesce(Subquery(deliveries), Value(0))
     return queryset.annotate(
         recipient_count=Case(
+            When(status__in=[BurstStatus.DRAFT, BurstStatus.SCHEDULED], then=would_mail),
+            # Started, its deliveries still being created: whichever is further along.
             When(
-                status__in=[BurstStatus.DRAFT, BurstStatus.SCHEDULED],
-                then=Case(
-                    When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
-                    default=Coalesce(Subquery(chosen), Value(0)),
-                ),
+                status__in=[BurstStatus.SENDING, BurstStatus.PAUSED],
+                deliveries_ready=False,
+                then=Greatest(delivered, would_mail),
             ),
-            default=Coalesce(Subquery(deliveries), Value(0)),
+            default=delivered,
             output_field=IntegerField(),
         )
     )
@@ -676,6 +695,7 @@ class Preflight:
     to_send: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     render_failures: list[tuple[int, str, str]] = field(default_factory=list)
+    render_checked: int = 0
     template_error: str = ""
 
     @property
@@ -683,7 +703,7 @@ class Preflight:
         return sum(self.skipped.values())
 
 
-def burst_preflight(*, burst_id: int, max_failures: int = 50) -> Preflight:
+def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int = 5000) -> Preflight:
     """What a send would do now, without sending: counts, skip reasons, render failures."""
     from campaigns import sending
 
@@ -703,10 +723,11 @@ def burst_preflight(*, burst_id: int, max_failures: int = 50) -> Preflight:
         for reason in reasons.values():
             result.skipped[reason] = result.skipped.get(reason, 0) + 1
         result.to_send += len(batch) - len(reasons)
-        if len(result.render_failures) >= max_failures:
-            continue
+        if len(result.render_failures) >= max_failures or result.render_checked >= max_rendered:
+            continue  # counts stay exact; rendering is checked on a large sample
         ids = [pk for pk, _email, reason in batch if not reason]
         for row in Member.objects.filter(pk__in=ids).order_by("pk").values(*fields):
+            result.render_checked += 1
             try:
                 context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
                 prepared.build(delivery_id=0, to_email=row["email"], to_name="", context=context)

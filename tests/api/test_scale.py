@@ -28,7 +28,14 @@ def add_bursts(n: int, recipients: list[Member]) -> list[EmailBurst]:
     statuses = [BurstStatus.DRAFT, BurstStatus.SENDING, BurstStatus.SENT, BurstStatus.SCHEDULED]
     bursts = EmailBurst.objects.bulk_create(
         [
-            EmailBurst(subject=f"s{i}", body="b", status=statuses[i % 4], all_members=(i % 5 == 0))
+            EmailBurst(
+                subject=f"s{i}",
+                body="b",
+                status=statuses[i % 4],
+                all_members=(i % 5 == 0),
+                # a started burst's deliveries all exist
+                deliveries_ready=statuses[i % 4] in (BurstStatus.SENDING, BurstStatus.SENT),
+            )
             for i in range(n)
         ]
     )

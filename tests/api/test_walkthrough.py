@@ -1,4 +1,4 @@
-"""The curl walk-through of README-api.md, run as written through the test client.
+"""The curl walk-through of README.md, run as written through the test client.
 
 The shell block is interpreted, not copied: every `curl` call of the README is
 parsed (method, path, headers, body) and sent through Django's test client, with
@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
-README = Path(__file__).resolve().parents[2] / "README-api.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def shell_block() -> list[str]:
     text = README.read_text()
     block = re.search(r"### Walk-through with curl.*?```sh\n(.*?)```", text, re.S)
-    assert block, "README-api.md has no ```sh walk-through block"
+    assert block, "README.md has no ```sh walk-through block"
     # join continuation lines
     return [line.strip() for line in block.group(1).replace("\\\n", " ").splitlines()]
 

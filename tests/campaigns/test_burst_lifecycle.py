@@ -507,15 +507,6 @@ def test_a_small_burst_against_a_dead_server_pauses_instead_of_failing_everyone(
     assert set(statuses(burst).values()) == {DeliveryStatus.PENDING}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: services.burst_create accepts a sender with an IDN domain (Django's EmailValidator "
-        "allows it), but sending.PreparedBurst.build writes it unencoded into From/List-Id/Message-ID "
-        "and encodes the header block as ASCII, so every delivery ends other_error 'Could not build "
-        "the message: ascii codec can't encode'; the envelope sender is not IDNA-encoded either"
-    ),
-)
 def test_a_sender_with_an_idn_domain_is_refused_when_saved_or_sent_in_ascii_form(engine):
     members = make_members(2)
     try:

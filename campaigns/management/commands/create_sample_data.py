@@ -480,6 +480,7 @@ def create_sent_burst(
         created_at=started_at - datetime.timedelta(days=rng.uniform(1, 4)),
         finished_at=finished_at,
         updated_at=finished_at,
+        deliveries_ready=True,
     )
     suppressed.update(o.delivery.member.pk for o in outcomes if o.delivery.status == DeliveryStatus.NOT_FOUND)
     return outcomes
@@ -547,8 +548,9 @@ def create_paused_burst(
                 Outcome(Delivery(burst=burst, member=member, email=member.email), updated_at=started_at)
             )
     paused_at = max(o.updated_at for o in outcomes)
+    # Its deliveries all exist: resuming it sends the pending ones, nothing more.
     EmailBurst.objects.filter(pk=burst.pk).update(
-        created_at=started_at - datetime.timedelta(hours=20), updated_at=paused_at
+        created_at=started_at - datetime.timedelta(hours=20), updated_at=paused_at, deliveries_ready=True
     )
     return outcomes
 

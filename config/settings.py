@@ -314,6 +314,17 @@ else:
         "filename": env.str("HUEY_SQLITE_PATH", default=str(BASE_DIR / "huey.sqlite3")),
         "utc": True,
     }
+# With Redis, the cache (the login throttle's counters) is shared by every web
+# process on every machine; without it each process counts for itself.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{HUEY_NAME}-cache",
+        }
+    }
+
 HUEY["consumer"] = {
     "workers": HUEY_WORKERS,
     "worker_type": HUEY_WORKER_TYPE,

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES, BurstStats
+from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES, BurstStats, burst_next_retry
 
 DELIVERIES_PER_PAGE = 25
 
@@ -77,6 +77,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def next_retry_for(burst: EmailBurst, stats: BurstStats) -> Any:
+    if burst.status != BurstStatus.SENDING or not stats.pending_count:
+        return None
+    return burst_next_retry(burst_id=burst.pk)
+
+
 def progress_payload(
     *,
     status: str,
@@ -85,6 +91,7 @@ def progress_payload(
     finished_at: Any = None,
     pause_reason: str = "",
     deliveries_ready: bool = True,
+    next_retry_at: Any = None,
 ) -> dict[str, Any]:
     """What the progress bar shows (also the JSON the page polls)."""
     total = stats.total_recipients
@@ -100,6 +107,9 @@ def progress_payload(
     preparing = status == BurstStatus.SENDING and not deliveries_ready
     if preparing:
         eta_display = "preparing the recipient list…"
+    elif next_retry_at is not None and status == BurstStatus.SENDING:
+        # The rest waits for retries (greylisting, full mailboxes): say when.
+        eta_display = f"waiting for retries, next at {timezone.localtime(next_retry_at):%H:%M:%S}"
     elif eta is not None:
         eta_display = format_duration(eta)
     else:
@@ -267,6 +277,7 @@ def report_context(request: HttpRequest, burst: EmailBurst, stats: BurstStats) -
         finished_at=burst.finished_at,
         pause_reason=burst.pause_reason,
         deliveries_ready=burst.deliveries_ready,
+        next_retry_at=next_retry_for(burst, stats),
     )
     failed_by_class = [
         {

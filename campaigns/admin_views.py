@@ -23,7 +23,7 @@ from django.utils.text import slugify
 from import_export.formats.base_formats import CSV, XLSX
 
 from campaigns.admin_forms import RetryForm, ScheduleForm, zone_description
-from campaigns.admin_report import STATUS_LABELS, progress_payload
+from campaigns.admin_report import STATUS_LABELS, next_retry_for, progress_payload
 from campaigns.models import BurstStatus, EmailBurst
 from campaigns.resources import DeliveryResource
 from campaigns.services import (
@@ -396,6 +396,7 @@ def progress_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str)
         finished_at=burst.finished_at,
         pause_reason=burst.pause_reason,
         deliveries_ready=burst.deliveries_ready,
+        next_retry_at=next_retry_for(burst, stats),
     )
     return JsonResponse(payload, headers={"Cache-Control": "no-store"})
 

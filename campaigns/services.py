@@ -687,6 +687,18 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
     )
 
 
+def burst_next_retry(*, burst_id: int) -> datetime | None:
+    """When every pending delivery waits for a retry: the earliest retry time."""
+    from django.db.models import Min
+
+    now = timezone.now()
+    row = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING).aggregate(
+        ready=Count("id", filter=Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)),
+        next_at=Min("next_attempt_at"),
+    )
+    return row["next_at"] if not row["ready"] else None
+
+
 # --- pre-flight, preview, test message ---------------------------------------------------------------------
 
 

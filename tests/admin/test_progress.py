@@ -1,0 +1,36 @@
+from datetime import timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import BurstStatus, Delivery, DeliveryStatus
+from tests.admin.conftest import add_deliveries, make_burst, make_members
+
+
+def progress(client, burst) -> dict:
+    response = client.get(reverse("admin:campaigns_emailburst_progress", args=[burst.pk]))
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_it_says_when_the_rest_waits_for_retries(root_client):
+    members = make_members(4)
+    burst = make_burst(status=BurstStatus.SENDING, recipients=members, started_at=timezone.now())
+    add_deliveries(burst, members, lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING)
+    retry_at = timezone.now() + timedelta(minutes=2)
+    Delivery.objects.filter(burst=burst, status=DeliveryStatus.PENDING).update(next_attempt_at=retry_at)
+
+    body = progress(root_client, burst)
+
+    assert body["pending"] == 2
+    assert body["eta_display"] == f"waiting for retries, next at {timezone.localtime(retry_at):%H:%M:%S}"
+
+
+def test_it_gives_an_eta_while_some_deliveries_can_go_now(root_client):
+    members = make_members(4)
+    burst = make_burst(
+        status=BurstStatus.SENDING, recipients=members, started_at=timezone.now() - timedelta(seconds=10)
+    )
+    add_deliveries(burst, members, lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING)
+
+    assert "waiting" not in progress(root_client, burst)["eta_display"]

@@ -49,9 +49,11 @@ from campaigns.services import (
     RETRYABLE_STATUSES,
     IllegalState,
     InvalidInput,
+    NotFound,
     ServiceError,
     TooLarge,
     attachment_add,
+    attachment_delete,
     burst_cancel,
     burst_create,
     burst_delete,
@@ -368,7 +370,7 @@ class EmailBurstAdmin(ModelAdmin):
         burst = form.instance
         for inline_form in formset.deleted_forms:
             if inline_form.instance.pk:
-                inline_form.instance.delete()
+                self._remove_attachment(request, inline_form.instance)
         for inline_form in formset.forms:
             if inline_form in formset.deleted_forms or not inline_form.has_changed():
                 continue
@@ -376,12 +378,18 @@ class EmailBurstAdmin(ModelAdmin):
             if upload is None or not hasattr(upload, "size"):
                 continue
             if inline_form.instance.pk:
-                inline_form.instance.delete()  # a replaced file
+                self._remove_attachment(request, inline_form.instance)  # a replaced file
             try:
                 attachment_add(burst_id=burst.pk, uploaded_file=upload)
             except (TooLarge, IllegalState) as exc:
                 messages.error(request, f"{upload.name}: {exc.message}")
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def _remove_attachment(self, request: HttpRequest, attachment: EmailAttachment) -> None:
+        try:
+            attachment_delete(attachment_id=attachment.pk)
+        except (IllegalState, NotFound) as exc:
+            messages.error(request, f"{attachment.filename}: {exc.message}")
 
     def delete_model(self, request: HttpRequest, obj: EmailBurst) -> None:
         burst_delete(burst_id=obj.pk)

@@ -233,6 +233,26 @@ def attachment_add(*, burst_id: int, uploaded_file) -> EmailAttachment:
     return attachment
 
 
+def attachment_delete(*, attachment_id: int) -> None:
+    """Remove an attachment (and its file) from a draft or scheduled burst."""
+    with transaction.atomic():
+        attachment = EmailAttachment.objects.select_related("burst").filter(pk=attachment_id).first()
+        if attachment is None:
+            raise NotFound(f"attachment {attachment_id} does not exist", field="id")
+        burst = _locked(attachment.burst_id)
+        if not burst.is_editable:
+            raise IllegalState(
+                f"Attachments can only be removed from a draft or scheduled burst; this one is {burst.status}."
+            )
+        name = attachment.file.name
+        storage = attachment.file.storage
+        attachment.delete()
+        EmailBurst.objects.filter(pk=burst.pk).update(updated_at=timezone.now())
+        # The file goes only once the row is gone for good; duplicates may share it.
+        if name and not EmailAttachment.objects.filter(file=name).exists():
+            transaction.on_commit(lambda: storage.delete(name))
+
+
 # --- recipients ---------------------------------------------------------------------------------
 
 

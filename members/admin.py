@@ -11,7 +11,6 @@ from django.core.validators import EMPTY_VALUES
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import ngettext
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, XLSX
@@ -22,6 +21,7 @@ from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from unfold.utils import parse_date_str
 
+from members import services
 from members.admin_import import SkipInvalidRowsImportMixin
 from members.models import Member
 from members.resources import MemberResource
@@ -139,7 +139,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
 
     @action(description="Mark selected members as verified", permissions=["change"])
     def mark_verified(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
-        count = queryset.filter(is_verified=False).update(is_verified=True)
+        count = services.members_mark_verified(members=queryset)
         self.message_user(
             request,
             ngettext("%d member marked verified.", "%d members marked verified.", count) % count,
@@ -148,7 +148,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
 
     @action(description="Unsubscribe selected members", permissions=["change"])
     def unsubscribe(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
-        count = queryset.filter(unsubscribed_at__isnull=True).update(unsubscribed_at=timezone.now())
+        count = services.members_unsubscribe(members=queryset)
         self.message_user(
             request,
             ngettext("%d member unsubscribed.", "%d members unsubscribed.", count) % count,
@@ -157,7 +157,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
 
     @action(description="Resubscribe selected members", permissions=["change"])
     def resubscribe(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
-        count = queryset.filter(unsubscribed_at__isnull=False).update(unsubscribed_at=None)
+        count = services.members_resubscribe(members=queryset)
         self.message_user(
             request,
             ngettext("%d member resubscribed.", "%d members resubscribed.", count) % count,

@@ -15,6 +15,8 @@ from django.contrib.auth import password_validation
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 from ninja_jwt.exceptions import InvalidToken, TokenError
 from ninja_jwt.settings import api_settings
 from ninja_jwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -239,3 +241,21 @@ def token_verify(*, token: str) -> None:
     user_id = decoded.get(api_settings.USER_ID_CLAIM)
     if user_id is None or not Member.objects.filter(pk=user_id, is_active=True).exists():
         raise InvalidToken("User is inactive or does not exist")
+
+
+# --- bulk changes (the admin's actions) ---------------------------------------------------------
+
+
+def members_mark_verified(*, members: QuerySet[Member]) -> int:
+    """Mark members verified; returns how many changed."""
+    return members.filter(is_verified=False).update(is_verified=True)
+
+
+def members_unsubscribe(*, members: QuerySet[Member]) -> int:
+    """Unsubscribe members (later bursts skip them); returns how many changed."""
+    return members.filter(unsubscribed_at__isnull=True).update(unsubscribed_at=timezone.now())
+
+
+def members_resubscribe(*, members: QuerySet[Member]) -> int:
+    """Subscribe members again; returns how many changed."""
+    return members.filter(unsubscribed_at__isnull=False).update(unsubscribed_at=None)

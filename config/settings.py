@@ -347,6 +347,9 @@ NINJA_JWT = {
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
 }
 NINJA_PAGINATION_MAX_LIMIT = 500
+# How many reverse proxies in front of the web processes set X-Forwarded-For
+# (the login throttle counts failures per client address).
+TRUSTED_PROXY_COUNT = _number("TRUSTED_PROXY_COUNT", 0)
 
 # --- logging --------------------------------------------------------------------
 

@@ -96,6 +96,14 @@ sender_auth = SenderAuth()
 
 
 def client_ip(request: HttpRequest) -> str:
+    # Behind N trusted proxies (TRUSTED_PROXY_COUNT), the client is the address the
+    # outermost of them saw: the N-th from the right in X-Forwarded-For. Anything
+    # further left is whatever the client chose to send.
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops:
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 

@@ -226,3 +226,36 @@ def test_login_is_csrf_exempt(staff_user):
         LOGIN, {"username": "sam.staff", "password": "staff-pass-1234"}, content_type="application/json"
     )
     assert response.status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_the_forwarded_client(anon, staff_user, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for i in range(10):
+        # each failure from another client behind the same proxy
+        anon.client.post(
+            "/api/login/",
+            {"username": f"nobody{i}", "password": "x"},
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{i}",
+        )
+    ok = anon.client.post(
+        "/api/login/",
+        {"username": "sam.staff", "password": "staff-pass-1234"},
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+    )
+    assert ok.status_code == 200
+    for _ in range(10):
+        anon.client.post(
+            "/api/login/",
+            {"username": "someone", "password": "x"},
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR="spoofed, 203.0.113.9",
+        )
+    blocked = anon.client.post(
+        "/api/login/",
+        {"username": "sam.staff", "password": "staff-pass-1234"},
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR="other-spoof, 203.0.113.9",
+    )
+    assert blocked.status_code == 429

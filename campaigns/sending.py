@@ -203,7 +203,9 @@ class SmtpSession:
             outcome = Outcome(DeliveryStatus.CONNECTION_ERROR, outcome.error, transient=True, reconnect=True)
         except UnicodeError as exc:  # an address that cannot be written as ASCII
             self.drop()
-            return Outcome(DeliveryStatus.OTHER_ERROR, f"Could not encode the envelope: {exc}", smtp_tried=False)
+            return Outcome(
+                DeliveryStatus.OTHER_ERROR, f"Could not encode the envelope: {exc}", smtp_tried=False
+            )
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
             outcome = connection_failure(exc)
         if outcome.reconnect:
@@ -753,9 +755,9 @@ def _send_claimed(
     with SmtpSession() as smtp:
         sender.smtp = smtp
         window: list[tuple[int, int, str, bytes]] = []
-        for delivery_id, email, attempts, member_id, first, middle, last, username in rows.iterator(
-            chunk_size=500
-        ):
+        # A list, not an open cursor: statuses are written while the chunk goes
+        # on, and the chunk is bounded by EMAIL_CHUNK_SIZE.
+        for delivery_id, email, attempts, member_id, first, middle, last, username in list(rows):
             if prepared.attachment_error:
                 recorder.add(
                     delivery_id,

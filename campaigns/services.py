@@ -301,16 +301,20 @@ def _last_attempts(member_ids: list[int], exclude_burst: int) -> dict[int, tuple
 def recipient_batches(burst: EmailBurst, size: int = CREATE_BATCH):
     """Stream the burst's recipients in batches of (member id, address, skip reason).
 
-    Memory stays flat: one batch of rows at a time, two queries per batch."""
+    Memory stays flat: one batch at a time, read by primary-key ranges rather than
+    through an open cursor, because the caller writes between batches (on SQLite
+    a connection cannot write while its own read is still open and others have
+    committed since)."""
     rows = _recipients(burst).order_by("pk").values_list("pk", "email", "is_active", "unsubscribed_at")
-    batch: list[tuple] = []
-    for row in rows.iterator(chunk_size=size):
-        batch.append(row)
-        if len(batch) >= size:
-            yield _with_reasons(batch, burst.pk)
-            batch = []
-    if batch:
+    last = 0
+    while True:
+        batch = list(rows.filter(pk__gt=last)[:size])
+        if not batch:
+            return
+        last = batch[-1][0]
         yield _with_reasons(batch, burst.pk)
+        if len(batch) < size:
+            return
 
 
 def _with_reasons(batch: list[tuple], burst_id: int) -> list[tuple[int, str, str]]:
@@ -333,7 +337,7 @@ def burst_create_deliveries(*, burst_id: int) -> int:
     if burst.deliveries_ready:
         return 0
     created = 0
-    for batch in recipient_batches(burst):
+    for batch in recipient_batches(burst, size=CREATE_BATCH):
         now = timezone.now()
         rows = [
             Delivery(

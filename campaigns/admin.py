@@ -30,7 +30,7 @@ from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdo
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from campaigns import admin_views
+from campaigns import admin_views, services
 from campaigns.admin_forms import AttachmentForm, EmailBurstForm, ScheduleForm, zone_description
 from campaigns.admin_report import (
     BURST_STATUS_VARIANTS,
@@ -90,10 +90,11 @@ def annotate_outcomes(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
 
 
 def success_rate(burst: EmailBurst) -> float | None:
-    to_send = getattr(burst, "n_deliveries", 0) - getattr(burst, "n_skipped", 0)
-    if not to_send:
+    """The annotated burst's success rate, None (shown as a dash) with nothing to send."""
+    total, skipped = getattr(burst, "n_deliveries", 0), getattr(burst, "n_skipped", 0)
+    if total == skipped:
         return None
-    return round(burst.n_sent * 100 / to_send, 2)
+    return services.success_rate(sent=burst.n_sent, total=total, skipped=skipped)
 
 
 class AttachmentInline(TabularInline):

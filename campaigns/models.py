@@ -53,7 +53,6 @@ FAILED_DELIVERY_STATUSES = frozenset(
         DeliveryStatus.OTHER_ERROR,
     }
 )
-TERMINAL_DELIVERY_STATUSES = FAILED_DELIVERY_STATUSES | {DeliveryStatus.SENT, DeliveryStatus.SKIPPED}
 
 
 class EmailBurst(models.Model):

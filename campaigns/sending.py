@@ -26,6 +26,7 @@ from email.header import Header
 from email.utils import formataddr, formatdate
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core import signing
@@ -33,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from campaigns.ratelimit import get_rate_limiter
@@ -122,7 +124,6 @@ class SmtpSession:
 
     def __init__(self) -> None:
         self.conn: smtplib.SMTP | None = None
-        self.connections_opened = 0
         # (sender, recipient) whose envelope was already written ahead.
         self.announced: tuple[str, str] | None = None
         self.needs_rset = False
@@ -164,7 +165,6 @@ class SmtpSession:
         except BaseException:
             _close_quietly(conn)
             raise
-        self.connections_opened += 1
         return conn
 
     def close(self) -> None:
@@ -393,8 +393,6 @@ def _qp(text: str) -> bytes:
 def _html_document(html: str, title: str) -> str:
     if "<html" in html[:500].lower():
         return html
-    from django.utils.html import escape
-
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{escape(title)}</title>\n</head>\n<body>\n{html}\n</body>\n</html>\n"
@@ -424,8 +422,17 @@ class PreparedBurst:
     boundary: str
     attachment_error: str = ""
 
-    def build(self, *, delivery_id: int, to_email: str, to_name: str, context: dict[str, Any]) -> bytes:
+    def build(
+        self,
+        *,
+        delivery_id: int,
+        to_email: str,
+        to_name: str,
+        context: dict[str, Any],
+        subject_prefix: str = "",
+    ) -> bytes:
         subject, text, html = self.compiled.render(context)
+        subject = subject_prefix + subject
         url = context["unsubscribe_url"]
         text = (
             text.rstrip()
@@ -455,8 +462,6 @@ class PreparedBurst:
             + _qp(text)
         )
         if html is not None:
-            from django.utils.html import escape
-
             footer = (
                 '\n<hr>\n<p style="font-size:12px;color:#666666">You receive this because you are a member. '
                 f'<a href="{escape(url)}">Unsubscribe</a> to stop receiving these emails.</p>\n'
@@ -494,8 +499,6 @@ def _attachment_part(filename: str, content_type: str, data: bytes) -> bytes:
     if safe_name.isascii():
         disposition = f'attachment; filename="{safe_name}"'
     else:
-        from urllib.parse import quote
-
         disposition = f"attachment; filename*=utf-8''{quote(safe_name)}"
     encoded = base64.encodebytes(data)
     return (
@@ -703,6 +706,11 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
     from campaigns import services
 
     result = ChunkResult()
+    burst = EmailBurst.objects.filter(pk=burst_id).first()
+    if burst is None or burst.status != BurstStatus.SENDING:
+        # Paused, cancelled or deleted since the task was queued: claim nothing.
+        result.stopped = burst.status if burst else "deleted"
+        return result
     token = uuid.uuid4().hex
     result.claimed = claim(burst_id=burst_id, token=token, limit=limit or settings.EMAIL_CHUNK_SIZE)
     if not result.claimed:
@@ -710,10 +718,6 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         return result
     recorder = Recorder(burst_id=burst_id, token=token)
     try:
-        burst = EmailBurst.objects.get(pk=burst_id)
-        if burst.status != BurstStatus.SENDING:
-            result.stopped = burst.status
-            return result
         prepared = prepare_burst(burst)
         _send_claimed(burst, prepared, recorder, result)
     finally:

@@ -17,10 +17,23 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from campaigns import sending
 from campaigns.models import (
     BurstStatus,
     Delivery,
@@ -28,7 +41,7 @@ from campaigns.models import (
     EmailAttachment,
     EmailBurst,
 )
-from campaigns.templating import TemplateProblem, check_templates
+from campaigns.templating import TemplateProblem, check_templates, compile_burst
 from members.models import Member
 
 # Bursts up to this many recipients get their deliveries created in the request;
@@ -628,12 +641,17 @@ def _count_annotations(prefix: str = "deliveries__") -> dict[str, Count]:
     return counts
 
 
+def success_rate(*, sent: int, total: int, skipped: int) -> float:
+    """SPEC's success rate: sent / (total - skipped) x 100, 2 places; 0 with nothing to send."""
+    to_send = total - skipped
+    return round(sent / to_send * 100, 2) if to_send else 0.0
+
+
 def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> BurstStats:
     status_counts = {s: int(counts.get(f"n_{s}") or 0) for s in DeliveryStatus.values}
     total = sum(status_counts.values())
     skipped = status_counts["skipped"]
     sent = status_counts["sent"]
-    to_send = total - skipped
     return BurstStats(
         email_burst_id=burst_id,
         status=status,
@@ -642,7 +660,7 @@ def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> Bur
         failed_count=sum(status_counts[k] for k in FAILED_KEYS),
         pending_count=status_counts["pending"],
         skipped_count=skipped,
-        success_rate=round(sent / to_send * 100, 2) if to_send else 0.0,
+        success_rate=success_rate(sent=sent, total=total, skipped=skipped),
         status_counts=status_counts,
     )
 
@@ -655,15 +673,6 @@ def burst_stats(*, burst_id: int) -> BurstStats:
     if row is None:
         raise NotFound(f"email burst {burst_id} does not exist", field="id")
     return stats_from_counts(row["pk"], row["status"], row)
-
-
-def bursts_stats(*, burst_ids: Iterable[int]) -> dict[int, BurstStats]:
-    rows = (
-        EmailBurst.objects.filter(pk__in=list(burst_ids))
-        .values("pk", "status")
-        .annotate(**_count_annotations())
-    )
-    return {row["pk"]: stats_from_counts(row["pk"], row["status"], row) for row in rows}
 
 
 def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
@@ -689,8 +698,6 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
         .annotate(c=Count("*"))
         .values("c")
     )
-    from django.db.models import Case, When
-
     would_mail = Case(
         When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
         default=Coalesce(Subquery(chosen), Value(0)),
@@ -713,8 +720,6 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
 
 def burst_next_retry(*, burst_id: int) -> datetime | None:
     """When every pending delivery waits for a retry: the earliest retry time."""
-    from django.db.models import Min
-
     now = timezone.now()
     row = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING).aggregate(
         ready=Count("id", filter=Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)),
@@ -741,8 +746,6 @@ class Preflight:
 
 def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int = 5000) -> Preflight:
     """What a send would do now, without sending: counts, skip reasons, render failures."""
-    from campaigns import sending
-
     burst = EmailBurst.objects.get(pk=burst_id)
     result = Preflight()
     try:
@@ -781,9 +784,6 @@ class Rendered:
 
 
 def burst_preview(*, burst_id: int, member_id: int | None = None) -> Rendered:
-    from campaigns import sending
-    from campaigns.templating import compile_burst
-
     burst = EmailBurst.objects.get(pk=burst_id)
     member = (
         Member.objects.filter(pk=member_id)
@@ -805,8 +805,6 @@ def burst_preview(*, burst_id: int, member_id: int | None = None) -> Rendered:
 
 def burst_send_test(*, burst_id: int, to_member: Member) -> str:
     """Send the burst to one staff member's own address; its deliveries are untouched."""
-    from campaigns import sending
-
     burst = EmailBurst.objects.get(pk=burst_id)
     burst_validate(
         subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
@@ -824,9 +822,12 @@ def burst_send_test(*, burst_id: int, to_member: Member) -> str:
     context = sending.context_for(burst_subject=burst.subject, member=row, member_id=to_member.pk)
     recipient = sending.encode_recipient(to_member.email)
     message = prepared.build(
-        delivery_id=0, to_email=recipient, to_name=to_member.get_full_name(), context=context
+        delivery_id=0,
+        to_email=recipient,
+        to_name=to_member.get_full_name(),
+        context=context,
+        subject_prefix="[TEST] ",
     )
-    message = message.replace(b"Subject: ", b"Subject: [TEST] ", 1)
     with sending.SmtpSession() as smtp:
         outcome = smtp.deliver(prepared.envelope_from, recipient, message)
     if outcome.status != DeliveryStatus.SENT:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template.base import TextNode, VariableNode
+from django.utils.html import escape
 
 ALLOWED_TAGS = (
     "autoescape",
@@ -122,8 +124,6 @@ class FastTemplate:
 
     @classmethod
     def from_template(cls, template, *, autoescape: bool) -> FastTemplate | None:
-        from django.template.base import TextNode, VariableNode
-
         parts: list[str | tuple[str, ...]] = []
         for node in template.nodelist:
             if isinstance(node, TextNode):
@@ -140,8 +140,6 @@ class FastTemplate:
         return cls(parts, autoescape)
 
     def render(self, context: dict[str, Any]) -> str:
-        from django.utils.html import escape
-
         out = []
         for part in self.parts:
             if isinstance(part, str):
@@ -165,7 +163,9 @@ class CompiledBurst:
         fast = {
             "subject": FastTemplate.from_template(self.subject, autoescape=False),
             "body": FastTemplate.from_template(self.body, autoescape=False),
-            "html_body": FastTemplate.from_template(self.html_body, autoescape=True) if self.html_body else None,
+            "html_body": FastTemplate.from_template(self.html_body, autoescape=True)
+            if self.html_body
+            else None,
         }
         object.__setattr__(self, "_fast", fast)
 
@@ -240,7 +240,7 @@ def check_templates(*, subject: str, body: str, html_body: str = "") -> Compiled
     """Compile, then render for a member whose optional fields are all empty."""
     compiled = compile_burst(subject=subject, body=body, html_body=html_body)
     context = dict(EMPTY_MEMBER, burst={"subject": subject})
-    for field, template, escape in (
+    for field, template, autoescape in (
         ("subject", compiled.subject, False),
         ("body", compiled.body, False),
         ("html_body", compiled.html_body, True),
@@ -248,7 +248,7 @@ def check_templates(*, subject: str, body: str, html_body: str = "") -> Compiled
         if template is None:
             continue
         try:
-            template.render(Context(context, autoescape=escape))
+            template.render(Context(context, autoescape=autoescape))
         except Exception as exc:
             raise TemplateProblem(
                 field, f"{field}: does not render for a member with empty fields: {exc}"

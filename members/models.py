@@ -49,10 +49,6 @@ class Member(AbstractUser):
         parts = (self.first_name, self.middle_name, self.last_name)
         return " ".join(p for p in parts if p).strip()
 
-    @property
-    def is_subscribed(self) -> bool:
-        return self.unsubscribed_at is None
-
     def clean(self) -> None:
         super().clean()
         if self.email:

@@ -1,15 +1,29 @@
 """Members in the admin: search, filters, badges, CSV/XLSX import and export,
-bulk subscription actions, and each member's delivery timeline."""
+bulk subscription actions, and each member's delivery timeline.
+
+Rights (members.services): a non-superuser is never offered is_staff,
+is_superuser, groups or permissions, nor the password of a staff user or a
+superuser, whose username, email and is_active they see read-only; they cannot
+change a superuser at all (view only), delete a staff user or a superuser (here or
+with "Delete selected"), or open a staff account's password page (403). Everyone's
+own password page is the site's password change form, which asks for the current
+password. A non-staff member's password may be set by staff with the change
+permission. Groups carry permissions: only a superuser adds, changes or deletes one."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.core.validators import EMPTY_VALUES
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import ngettext
 from import_export.admin import ImportExportModelAdmin
@@ -27,6 +41,8 @@ from members.models import Member
 from members.resources import MemberResource
 
 TIMELINE_LENGTH = 50
+# Locked fields a non-superuser is not even shown; the other locked ones are read-only.
+NOT_OFFERED = frozenset({"password", *services.RIGHTS_FIELDS})
 
 
 class SubscribedFilter(RadioFilter):
@@ -102,6 +118,9 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
+    # Records, not input: set by logins, sign-up and the subscription actions (and an
+    # edited date could be one the database cannot hold in another time zone).
+    readonly_fields = ("last_login", "date_joined", "unsubscribed_at")
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
@@ -210,8 +229,81 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
             + f"?member__id__exact={member_id}",
         }
 
+    # --- rights -----------------------------------------------------------------------------
+
+    def locked_fields(self, request: HttpRequest, obj: Member | None) -> frozenset[str]:
+        return services.member_locked_fields(actor=request.user, member=obj)  # type: ignore[arg-type]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Member | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets  # the add form: username, email, password; never rights
+        hidden = self.locked_fields(request, obj) & NOT_OFFERED
+        kept = []
+        for name, options in fieldsets:
+            names = tuple(f for f in options["fields"] if f not in hidden)
+            if names:
+                kept.append((name, {**options, "fields": names}))
+        return tuple(kept)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Member | None = None) -> Any:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return readonly
+        return readonly + tuple(sorted(self.locked_fields(request, obj) - NOT_OFFERED))
+
+    def has_change_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or services.member_change_allowed(actor=request.user, member=obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
+        # Also what "Delete selected" asks of each selected member.
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or services.member_delete_allowed(actor=request.user, member=obj))
+
+    def save_model(self, request: HttpRequest, obj: Member, form: ModelForm, change: bool) -> None:
+        # The forms offer nothing locked; this holds even if a form ever did. The admin's
+        # change view runs in a transaction: the row stays locked until the save.
+        stored = Member.objects.select_for_update().get(pk=obj.pk) if change else None
+        try:
+            services.member_change_check(actor=request.user, member=stored, changes=form.changed_data)
+        except services.MemberForbidden as exc:
+            raise PermissionDenied(exc.message) from None
+        if stored is not None:
+            # Saving writes every column: keep the stored values of what this user may not
+            # change, so a superuser's change committed since this request read the member
+            # is not undone.
+            for name in self.locked_fields(request, stored) - {"groups", "user_permissions"}:
+                setattr(obj, name, getattr(stored, name))
+        super().save_model(request, obj, form, change)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        member = self.get_object(request, unquote(id))
+        if member is not None and member.pk == request.user.pk:
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:password_change"))
+        if member is not None and "password" in self.locked_fields(request, member):
+            raise PermissionDenied
+        return super().user_change_password(request, id, form_url)
+
     def has_import_permission(self, request: HttpRequest) -> bool:
         return self.has_add_permission(request) and self.has_change_permission(request)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
+
+
+class SuperuserOnlyGroupAdmin(BaseGroupAdmin):
+    """A group's permissions are its members' permissions: only a superuser changes them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+
+admin.site.unregister(Group)
+admin.site.register(Group, SuperuserOnlyGroupAdmin)

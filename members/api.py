@@ -248,6 +248,18 @@ def _replacement(payload: MemberIn) -> dict[str, Any]:
     return fields
 
 
+# The rights rule of members.services, as the OpenAPI descriptions state it.
+RIGHTS = (
+    "Rights: only a superuser may change `is_staff`, `is_superuser` (sending the current value "
+    "is no change), or anything of a superuser; only a superuser may change the `username`, "
+    "`email`, `password` or `is_active` of a staff user or a superuser, or delete one. Nobody, "
+    "superusers included, sets their own `password` here: that is the admin's password change "
+    "page (`/admin/password_change/`), which asks for the current one. A non-staff member's "
+    "password may be set by any staff member. A refused change is a 403 naming the rule and "
+    "changes nothing."
+)
+
+
 def _add_scope(scope: str) -> None:
     prefix, is_staff, tag = SCOPES[scope]
     item = prefix + "{int:id}/"
@@ -277,8 +289,9 @@ def _add_scope(scope: str) -> None:
             tags=[tag],
         )
         def create_member(request: HttpRequest, payload: MemberIn):
-            """Staff only; only a superuser may create staff or superusers. 409 when the
-            email (case-insensitively) or username is taken."""
+            """Staff only; only a superuser may create staff or superusers (403 for anyone
+            else). A non-superuser may give the new (non-staff) member a password. 409 when
+            the email (case-insensitively) or username is taken."""
             fields = _replacement(payload)
             if is_staff is False and (fields.get("is_staff") or fields.get("is_superuser")):
                 field = "is_staff" if fields.get("is_staff") else "is_superuser"
@@ -302,11 +315,13 @@ def _add_scope(scope: str) -> None:
         response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
         operation_id=f"{scope}_replace",
         summary=f"Replace a {what}",
+        description=(
+            "Staff only. Omitted optional fields are reset to their defaults, except `is_staff` "
+            "and `is_superuser` (unchanged) and `password` (unchanged).\n\n" + RIGHTS
+        ),
         tags=[tag],
     )
     def replace(request: HttpRequest, id: int, payload: MemberIn):
-        """Staff only. Omitted optional fields are reset to their defaults, except
-        `is_staff` and `is_superuser` (unchanged) and `password` (unchanged)."""
         member = get_member(id)
         return services.member_update(actor=request.auth, member=member, **_replacement(payload))
 
@@ -315,10 +330,10 @@ def _add_scope(scope: str) -> None:
         response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
         operation_id=f"{scope}_update",
         summary=f"Update a {what}",
+        description="Staff only. Changes only the fields sent.\n\n" + RIGHTS,
         tags=[tag],
     )
     def update(request: HttpRequest, id: int, payload: MemberPatch):
-        """Staff only. Changes only the fields sent."""
         member = get_member(id)
         return services.member_update(
             actor=request.auth, member=member, **payload.model_dump(exclude_unset=True)
@@ -332,8 +347,8 @@ def _add_scope(scope: str) -> None:
         tags=[tag],
     )
     def delete(request: HttpRequest, id: int):
-        """Staff only; only a superuser may delete a superuser. Past deliveries stay in
-        the statistics, without the address."""
+        """Staff only; only a superuser may delete a staff user or a superuser (403 for
+        anyone else). Past deliveries stay in the statistics, without the address."""
         services.member_delete(actor=request.auth, member=get_member(id))
         return Status(204, None)
 

@@ -6,6 +6,11 @@ makes that row *invalid* with a reason instead of being imported. The admin lets
 staff confirm the valid rows while the invalid ones are left out; any other failure
 rolls the whole import back (`use_transactions`).
 
+An import never changes a staff user or a superuser (SPEC section 16), whoever
+imports: a row whose address is theirs, in any case, is refused as invalid with the
+reason, and no column can set ``is_staff``, ``is_superuser``, groups, permissions or
+a password (those are not import fields; ``is_staff`` is export-only).
+
 Exported text cells that a spreadsheet would run as a formula (starting with
 ``= + - @``, tab or CR) get a leading ``'`` (OWASP CSV injection); the same quote is
 taken off again on import, so an export can be edited and imported back.
@@ -15,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
 from import_export import fields, resources, widgets
 from import_export.instance_loaders import BaseInstanceLoader
 
 from members.models import Member
+from members.services import member_is_privileged
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -88,12 +95,16 @@ class EmailInstanceLoader(BaseInstanceLoader):
         return self.resource.get_queryset().filter(email__iexact=email).order_by("pk").first()
 
 
+STAFF_ROW_REFUSED = "belongs to a staff account; imports never change staff users or superusers"
+
 # Optional columns whose blank cell means "leave as it is" rather than "empty".
 KEEP_IF_BLANK = ("username", "birth_date", "is_verified", "is_active")
 BOOLEAN_COLUMNS = ("is_verified", "is_active")
 
 
 class MemberResource(FormulaEscapingMixin, resources.ModelResource):
+    staff_emails: frozenset[str] = frozenset()  # casefolded; filled by before_import
+
     email = fields.Field(attribute="email", column_name="email")
     username = fields.Field(attribute="username", column_name="username")
     is_verified = fields.Field(
@@ -146,6 +157,9 @@ class MemberResource(FormulaEscapingMixin, resources.ModelResource):
         return "yes" if member.unsubscribed_at is None else "no"
 
     def before_import(self, dataset: Any, **kwargs: Any) -> None:
+        # Compared in Python with casefold(): SQLite's iexact folds ASCII only.
+        staff = Member.objects.filter(Q(is_staff=True) | Q(is_superuser=True))
+        self.staff_emails = frozenset(email.casefold() for email in staff.values_list("email", flat=True))
         # "Email", " E-mail " and "first name" all name the expected columns.
         aliases = {"e_mail": "email", "e-mail": "email", "mail": "email"}
         headers = []
@@ -166,6 +180,10 @@ class MemberResource(FormulaEscapingMixin, resources.ModelResource):
             row["email"] = ""
 
     def after_init_instance(self, instance: Member, new: bool, row: dict[str, Any], **kwargs: Any) -> None:
+        email = str(row.get("email") or "").strip()
+        if (not new and member_is_privileged(member=instance)) or email.casefold() in self.staff_emails:
+            # Raised here, before any column is read: the row is invalid, with the reason.
+            raise ValidationError({"email": ValidationError(STAFF_ROW_REFUSED, code="staff")})
         if new:
             # Imported members sign in only after a password reset; their
             # username is their address unless the file gives one.

@@ -182,12 +182,19 @@ class MemberQuery(PageQuery):
 
 class MemberIn(Schema):
     """Create, or replace with PUT: omitted optional fields take their defaults,
-    except `is_staff` and `is_superuser`, which stay as they are when omitted."""
+    except `is_staff` and `is_superuser`, which stay as they are when omitted.
+    `username`, `email`, `password` and `is_active` of a staff user or a superuser:
+    only a superuser may change them."""
 
     username: Username
     email: Email
     password: Password | None = Field(
-        None, description="Write-only; stored hashed. Omitted: unchanged (unusable on create)."
+        None,
+        description=(
+            "Write-only; stored hashed. Omitted: unchanged (unusable on create). Only a superuser "
+            "sets a staff user's or a superuser's; nobody sets their own here (the admin's password "
+            "change page asks for the current one)."
+        ),
     )
     first_name: Name = ""
     middle_name: Name = ""
@@ -200,11 +207,18 @@ class MemberIn(Schema):
 
 
 class MemberPatch(Schema):
-    """Partial update: only the fields sent change."""
+    """Partial update: only the fields sent change. `username`, `email`, `password` and
+    `is_active` of a staff user or a superuser: only a superuser may change them."""
 
     username: Username = None  # type: ignore[assignment]
     email: Email = None  # type: ignore[assignment]
-    password: Password = Field(None, description="Write-only; stored hashed.")  # type: ignore[assignment]
+    password: Password = Field(  # type: ignore[assignment]
+        None,
+        description=(
+            "Write-only; stored hashed. Only a superuser sets a staff user's or a superuser's; "
+            "nobody sets their own here (the admin's password change page asks for the current one)."
+        ),
+    )
     first_name: Name = None  # type: ignore[assignment]
     middle_name: Name = None  # type: ignore[assignment]
     last_name: Name = None  # type: ignore[assignment]

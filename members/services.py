@@ -3,11 +3,14 @@
 Keyword-only functions named ``<entity>_<action>``, shared by the API (and
 anything else that changes members on a user's behalf). They raise
 ``MemberError`` subclasses; the API turns them into 403 / 409 / 422 answers.
+The rights rule (who may change what on whom) lives here too and is what the
+admin, the API and the import apply.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -49,6 +52,12 @@ class MemberInvalid(MemberError):
     status_code = 422
 
 
+class MemberGone(MemberError):
+    """Deleted while the request was under way."""
+
+    status_code = 404
+
+
 # Fields a caller may set, and what a full replacement (PUT) resets them to.
 MEMBER_DEFAULTS: dict[str, Any] = {
     "first_name": "",
@@ -61,17 +70,77 @@ MEMBER_DEFAULTS: dict[str, Any] = {
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser")
 WRITABLE_FIELDS = frozenset({"username", "email", *MEMBER_DEFAULTS, *PRIVILEGE_FIELDS})
 
+# --- rights (SPEC section 16) -----------------------------------------------------------
+#
+# The one rule the admin, the API and the import apply. A superuser may change anything
+# on anyone. Anyone else:
+# - never changes is_staff, is_superuser, groups or permissions, on any member;
+# - never changes the sign-in of a staff user or a superuser, themselves included: the
+#   username and email (a password reset goes to the email), the password, is_active;
+# - never changes or deletes a superuser at all, and never deletes a staff user.
+# Nobody, superusers included, sets their *own* password without giving the current one:
+# that is the admin's password change form (a stolen session must not lock the owner out).
+# A plain (non-staff) member's password may be set by any staff member with the change
+# permission: such an account reaches neither the admin nor the API.
 
-def _check_privileges(*, actor: Member, member: Member | None, fields: dict[str, Any]) -> None:
+RIGHTS_FIELDS = frozenset({*PRIVILEGE_FIELDS, "groups", "user_permissions"})
+SIGN_IN_FIELDS = frozenset({"username", "email", "password", "is_active"})
+OWN_PASSWORD_RULE = (
+    "Your own password changes only with the current one: use the admin's password change "
+    "page (/admin/password_change/)."
+)
+
+
+def member_is_privileged(*, member: Member) -> bool:
+    """A staff user or a superuser (a superuser without is_staff counts too)."""
+    return bool(member.is_staff or member.is_superuser)
+
+
+def member_locked_fields(*, actor: Member, member: Member | None) -> frozenset[str]:
+    """The fields ``actor`` may not change on ``member`` (``None``: a member being created)."""
     if actor.is_superuser:
-        return
-    if member is not None and member.is_superuser:
+        return frozenset()
+    if member is not None and member_is_privileged(member=member):
+        return RIGHTS_FIELDS | SIGN_IN_FIELDS
+    return RIGHTS_FIELDS
+
+
+def member_change_allowed(*, actor: Member, member: Member) -> bool:
+    """Whether ``actor`` may change ``member`` at all (only a superuser changes a superuser)."""
+    return bool(actor.is_superuser or not member.is_superuser)
+
+
+def member_delete_allowed(*, actor: Member, member: Member) -> bool:
+    """Only a superuser deletes a staff user or a superuser."""
+    return bool(actor.is_superuser or not member_is_privileged(member=member))
+
+
+def member_change_check(*, actor: Member, member: Member | None, changes: Iterable[str]) -> None:
+    """Raise ``MemberForbidden`` naming the rule unless ``actor`` may make these changes.
+
+    ``changes`` names the fields whose value would differ (``password`` when one is set);
+    ``member`` is the stored member, ``None`` for a new one. Any write to a superuser by
+    someone else is refused, even one that changes nothing.
+    """
+    changes = set(changes)
+    if member is not None and "password" in changes and member.pk == actor.pk:
+        raise MemberForbidden(OWN_PASSWORD_RULE, field="password")
+    if member is not None and not member_change_allowed(actor=actor, member=member):
         raise MemberForbidden("Only a superuser may change a superuser.")
-    for name in PRIVILEGE_FIELDS:
-        if name in fields:
-            current = getattr(member, name) if member is not None else False
-            if bool(fields[name]) != current:
-                raise MemberForbidden(f"Only a superuser may change {name}.", field=name)
+    locked = sorted(changes & member_locked_fields(actor=actor, member=member))
+    if not locked:
+        return
+    name = locked[0]
+    if name in RIGHTS_FIELDS:
+        raise MemberForbidden(f"Only a superuser may change {name}.", field=name)
+    raise MemberForbidden(
+        f"Only a superuser may change the {name} of a staff user or a superuser.", field=name
+    )
+
+
+def _changed(member: Member, fields: dict[str, Any]) -> set[str]:
+    """The fields whose value differs from the stored one (sending the current value is no change)."""
+    return {name for name, value in fields.items() if getattr(member, name) != value}
 
 
 def _check_unique(*, member: Member, fields: dict[str, Any]) -> None:
@@ -129,8 +198,8 @@ def member_create(
         "is_staff": is_staff,
         "is_superuser": is_superuser,
     }
-    _check_privileges(actor=actor, member=None, fields=fields)
     member = Member(**fields)
+    member_change_check(actor=actor, member=None, changes=_changed(Member(), fields))
     _check_unique(member=member, fields=fields)
     if password is None:
         member.set_unusable_password()
@@ -139,28 +208,41 @@ def member_create(
     return _save(member)
 
 
+def _locked(member: Member) -> Member:
+    """The stored member, row-locked until the transaction ends: rights are decided on
+    what is stored now, not on what the caller read earlier."""
+    stored = Member.objects.select_for_update().filter(pk=member.pk).first()
+    if stored is None:
+        raise MemberGone("Not Found")
+    return stored
+
+
 def member_update(*, actor: Member, member: Member, password: str | None = None, **fields: Any) -> Member:
-    """Change the given fields (a PUT passes all of them, a PATCH only those sent)."""
+    """Change the given fields (a PUT passes all of them, a PATCH only those sent), within
+    the rights above: a refused change raises ``MemberForbidden`` and changes nothing."""
     unknown = set(fields) - WRITABLE_FIELDS
     if unknown:
         raise MemberInvalid(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "email" in fields:
         fields["email"] = Member.objects.normalize_email(fields["email"])
-    _check_privileges(actor=actor, member=member, fields=fields)
-    if password is not None and member.is_superuser and not actor.is_superuser:
-        raise MemberForbidden("Only a superuser may change a superuser.")
-    _check_unique(member=member, fields=fields)
-    for name, value in fields.items():
-        setattr(member, name, value)
-    _set_password(member, password)
-    return _save(member)
+    with transaction.atomic():
+        member = _locked(member)
+        changes = _changed(member, fields) | ({"password"} if password is not None else set())
+        member_change_check(actor=actor, member=member, changes=changes)
+        _check_unique(member=member, fields=fields)
+        for name, value in fields.items():
+            setattr(member, name, value)
+        _set_password(member, password)
+        return _save(member)
 
 
 def member_delete(*, actor: Member, member: Member) -> None:
     """Delete a member; their past deliveries stay, without the address (members.signals)."""
-    if member.is_superuser and not actor.is_superuser:
-        raise MemberForbidden("Only a superuser may delete a superuser.")
-    member.delete()
+    with transaction.atomic():
+        member = _locked(member)
+        if not member_delete_allowed(actor=actor, member=member):
+            raise MemberForbidden("Only a superuser may delete a staff user or a superuser.")
+        member.delete()
 
 
 # --- login bookkeeping --------------------------------------------------------------

@@ -12,6 +12,8 @@ def forget_address_on_delete(sender, instance: Member, **kwargs) -> None:
     from campaigns.models import Delivery, DeliveryStatus
 
     Delivery.objects.filter(member=instance, status=DeliveryStatus.PENDING, claim_token="").update(
-        status=DeliveryStatus.SKIPPED, error_message="Skipped: the member was deleted", updated_at=timezone.now()
+        status=DeliveryStatus.SKIPPED,
+        error_message="Skipped: the member was deleted",
+        updated_at=timezone.now(),
     )
     Delivery.objects.filter(member=instance).update(email="")

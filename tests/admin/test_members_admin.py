@@ -314,3 +314,27 @@ def test_a_file_without_an_email_column_is_refused(root_client):
     assert not preview.context.get("confirm_form")
     assert "email" in preview.content.decode()
     assert Member.objects.count() == 1
+
+
+def test_the_record_dates_of_a_member_are_shown_not_edited(root_client, member):
+    """last_login, date_joined and unsubscribed_at are set by what happens, and a typed
+    date beyond year 9999 in UTC could not even be stored."""
+    page = root_client.get(f"/admin/members/member/{member.pk}/change/").content.decode()
+    for name in ("date_joined", "last_login", "unsubscribed_at"):
+        assert f'name="{name}' not in page
+    joined = member.date_joined
+    response = root_client.post(
+        f"/admin/members/member/{member.pk}/change/",
+        {
+            "username": member.username,
+            "email": member.email,
+            "first_name": member.first_name,
+            "last_name": member.last_name,
+            "is_active": "on",
+            "date_joined_0": "9999-12-31",
+            "date_joined_1": "23:30:00",
+        },
+    )
+    assert response.status_code in (200, 302)
+    member.refresh_from_db()
+    assert member.date_joined == joined

@@ -50,11 +50,11 @@ MATRIX = [
     # staff
     ("GET", "/api/staff/", None,                            401, 403, 200, 200, 200),
     ("GET", "/api/staff/{colleague}/", None,                401, 403, 200, 200, 200),
-    ("PUT", "/api/staff/{colleague}/", NEW_MEMBER,          401, 403, 200, 200, 200),
+    ("PUT", "/api/staff/{colleague}/", NEW_MEMBER,          401, 403, 403, 403, 200),  # email: superusers only
     ("PUT", "/api/staff/{colleague}/", GARBAGE,             401, 403, 422, 422, 422),
     ("PATCH", "/api/staff/{colleague}/", {"first_name": "A"}, 401, 403, 200, 200, 200),
     ("PATCH", "/api/staff/{colleague}/", {"is_staff": False}, 401, 403, 403, 403, 200),
-    ("DELETE", "/api/staff/{colleague}/", None,             401, 403, 204, 204, 204),
+    ("DELETE", "/api/staff/{colleague}/", None,             401, 403, 403, 403, 204),  # superusers only
     # non-staff
     ("GET", "/api/non-staff/", None,                        401, 403, 200, 200, 200),
     ("POST", "/api/non-staff/", NEW_MEMBER,                 401, 403, 201, 201, 201),

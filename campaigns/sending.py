@@ -38,7 +38,7 @@ from django.utils.html import escape
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from campaigns.ratelimit import get_rate_limiter
-from campaigns.templating import CompiledBurst, compile_burst, member_context
+from campaigns.templating import CompiledBurst, TemplateProblem, compile_burst, member_context
 
 logger = logging.getLogger(__name__)
 
@@ -430,8 +430,11 @@ class PreparedBurst:
         to_name: str,
         context: dict[str, Any],
         subject_prefix: str = "",
+        deadline: float | None = None,
     ) -> bytes:
-        subject, text, html = self.compiled.render(context)
+        """One member's message; raises TemplateProblem when a template limit is hit
+        (`deadline`: see CompiledBurst.render)."""
+        subject, text, html = self.compiled.render(context, deadline=deadline)
         subject = subject_prefix + subject
         url = context["unsubscribe_url"]
         text = (
@@ -718,8 +721,14 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         return result
     recorder = Recorder(burst_id=burst_id, token=token)
     try:
-        prepared = prepare_burst(burst)
-        _send_claimed(burst, prepared, recorder, result)
+        try:
+            prepared = prepare_burst(burst)
+        except TemplateProblem as exc:
+            # Saved before a limit it now breaks (a `{% now %}` format too long):
+            # retrying the chunk would fail the same way for ever.
+            _fail_claimed(token=token, error=f"Could not compile the message: {exc}")
+        else:
+            _send_claimed(burst, prepared, recorder, result)
     finally:
         recorder.flush()
         _settle_leftovers(burst_id=burst_id, token=token)
@@ -727,6 +736,16 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         result.retry_at = recorder.retry_at
     services.burst_finish_if_done(burst_id=burst_id)
     return result
+
+
+def _fail_claimed(*, token: str, error: str) -> None:
+    Delivery.objects.filter(claim_token=token, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.OTHER_ERROR,
+        error_message=error,
+        claim_token="",
+        lease_expires_at=None,
+        updated_at=timezone.now(),
+    )
 
 
 def _settle_leftovers(*, burst_id: int, token: str) -> None:
@@ -793,12 +812,17 @@ def _send_claimed(
                     delivery_id=delivery_id, to_email=recipient, to_name=to_name, context=context
                 )
             except Exception as exc:  # one member's bad data never stops the burst
-                logger.warning("burst %s delivery %s: cannot build message: %s", burst.pk, delivery_id, exc)
+                # A TemplateProblem names the part and why: a template limit (size,
+                # loop iterations, time) hit, or a failure, for this member's data.
+                what = "render" if isinstance(exc, TemplateProblem) else "build"
+                logger.warning(
+                    "burst %s delivery %s: cannot %s message: %s", burst.pk, delivery_id, what, exc
+                )
                 recorder.add(
                     delivery_id,
                     attempts,
                     Outcome(
-                        DeliveryStatus.OTHER_ERROR, f"Could not build the message: {exc}", smtp_tried=False
+                        DeliveryStatus.OTHER_ERROR, f"Could not {what} the message: {exc}", smtp_tried=False
                     ),
                 )
                 continue

@@ -11,32 +11,36 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, on_startup
 
-from campaigns import sending, services
+from campaigns import heartbeat, sending, services
 
 logger = logging.getLogger(__name__)
 LAST_PERIODIC_KEY = "emailer:last-periodic-run"
 
 
-@db_task()
-def create_deliveries(burst_id: int) -> int:
-    return services.burst_create_deliveries(burst_id=burst_id)
+# The chunk and delivery tasks return nothing: huey would keep each result in its
+# store, where nobody reads them (and /api/health/ reads that store).
 
 
 @db_task()
-def send_chunk(burst_id: int) -> int:
-    result = sending.chunk_send(burst_id=burst_id)
+def create_deliveries(burst_id: int) -> None:
+    services.burst_create_deliveries(burst_id=burst_id)
+
+
+@db_task()
+def send_chunk(burst_id: int) -> None:
+    with heartbeat.busy(burst_id=burst_id):
+        result = sending.chunk_send(burst_id=burst_id)
     if result.retry_at:
         # One delayed chunk task per retry slot; the periodic recovery is the safety net.
         earliest = min(result.retry_at)
         delay = max(0.0, (earliest - timezone.now()).total_seconds()) + 0.5
         for _ in range(math.ceil(len(result.retry_at) / settings.EMAIL_CHUNK_SIZE) or 1):
             send_chunk.schedule((burst_id,), delay=delay)
-    return result.processed
 
 
 @db_task()
-def send_scheduled(burst_id: int, slot: str) -> bool:
-    return services.burst_send_if_due(burst_id=burst_id, slot=datetime.fromisoformat(slot))
+def send_scheduled(burst_id: int, slot: str) -> None:
+    services.burst_send_if_due(burst_id=burst_id, slot=datetime.fromisoformat(slot))
 
 
 def enqueue_scheduled(*, burst_id: int, send_at: datetime) -> None:
@@ -48,10 +52,16 @@ def periodic_maintenance() -> dict:
     started = services.bursts_dispatch_due()
     report = services.deliveries_recover()
     report["scheduled_started"] = started
+    report["consumers_forgotten"] = heartbeat.forget_dead()
     HUEY.put(LAST_PERIODIC_KEY, timezone.now().isoformat())
     if any(report.values()):
         logger.info("periodic maintenance: %s", report)
     return report
+
+
+@on_startup()
+def publish_heartbeat() -> None:
+    heartbeat.start()
 
 
 @on_startup()

@@ -20,14 +20,14 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import register_converter
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 from ninja_extra import NinjaExtraAPI
 from ninja_jwt import exceptions as jwt_exceptions
 
 from campaigns.api import router as campaigns_router
-from campaigns.services import IllegalState, ServiceError, TooLarge
+from campaigns.services import Forbidden, IllegalState, ServiceError, TooLarge
 from members.api import auth_router, body_size_check, members_router, staff_auth
 from members.schemas import ErrorOut, responses
 from members.services import LoginThrottled, MemberError
@@ -175,6 +175,8 @@ def on_member_error(request: HttpRequest, exc: MemberError) -> HttpResponse:
 def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
     if isinstance(exc, IllegalState):
         return api.create_response(request, {"detail": exc.message}, status=409)
+    if isinstance(exc, Forbidden):
+        return api.create_response(request, {"detail": exc.message}, status=403)
     if isinstance(exc, TooLarge):
         return api.create_response(request, {"detail": exc.message}, status=413)
     if exc.field == "id":  # the burst disappeared (deleted meanwhile)
@@ -200,9 +202,21 @@ class EmailerError(Schema):
 
 
 class HealthOut(Schema):
-    status: Literal["ok", "error"]
+    status: Literal["ok", "degraded", "error"] = Field(
+        description="`error` (503): the database or the queue is unreachable; `degraded` (200): "
+        "they are reachable but a consumer is stuck; else `ok`."
+    )
     database: Literal["ok", "error"]
     queue: Literal["ok", "error"]
+    workers: Literal["ok", "stuck", "unknown"] = Field(
+        description="`stuck` when a live consumer has been busy on one chunk task for longer than "
+        "WORKER_STUCK_AFTER seconds; `unknown` when the queue cannot be read."
+    )
+    consumers: int | None = Field(description="Live consumer processes (seen in the last 30 s).")
+    busy_chunks: int | None = Field(description="Chunk tasks running now.")
+    oldest_chunk_seconds: float | None = Field(
+        description="How long the longest-running chunk task has been running; null when none runs."
+    )
     last_periodic_run: datetime | None
 
 
@@ -234,7 +248,10 @@ def test_emailer(request: HttpRequest):
 )
 def health(request: HttpRequest):
     """Public. 200 when the database and the task queue are reachable, else 503; with
-    the time of the last periodic task run (null before the first)."""
+    what the consumers are doing (`degraded`, still 200, when one is stuck on a chunk:
+    the web keeps working, and staff can pause or cancel the burst) and the time of
+    the last periodic task run (null before the first)."""
+    from campaigns.heartbeat import workers_report
     from campaigns.tasks import last_periodic_run, queue_ping
 
     body_size_check(request)
@@ -256,8 +273,21 @@ def health(request: HttpRequest):
     except Exception:
         logger.exception("health: last periodic run unknown")
         checks["last_periodic_run"] = None
+    checks.update(workers="unknown", consumers=None, busy_chunks=None, oldest_chunk_seconds=None)
+    if checks["queue"] == "ok":
+        try:
+            report = workers_report()
+            checks.update(
+                workers=report.status,
+                consumers=report.consumers,
+                busy_chunks=report.busy_chunks,
+                oldest_chunk_seconds=report.oldest_chunk_seconds,
+            )
+        except Exception:
+            logger.exception("health: what the consumers do is unknown")
     ok = checks["database"] == "ok" and checks["queue"] == "ok"
-    return Status(200 if ok else 503, {"status": "ok" if ok else "error", **checks})
+    status = "error" if not ok else "degraded" if checks["workers"] == "stuck" else "ok"
+    return Status(200 if ok else 503, {"status": status, **checks})
 
 
 # Last: any other path under /api/ (a non-numeric id, a missing trailing slash)

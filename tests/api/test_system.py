@@ -115,3 +115,86 @@ def test_emailer_check_gives_up_within_the_email_timeout(as_staff, smtp_server_f
     response = as_staff.get("/api/test/emailer/")
     assert response.status_code == 503
     assert time.monotonic() - started < 5
+
+
+# --- what the consumers do (issue 8 point 3) ------------------------------------------------------
+
+
+def put_consumer(name: str, *, seen_ago: float, chunks_started_ago: list[float]) -> None:
+    import time
+
+    from huey.contrib.djhuey import HUEY
+
+    from campaigns.heartbeat import KEY_PREFIX
+
+    now = time.time()
+    HUEY.put(
+        f"{KEY_PREFIX}{name}",
+        {
+            "seen": now - seen_ago,
+            "chunks": [{"burst_id": 1, "started": now - ago} for ago in chunks_started_ago],
+        },
+    )
+
+
+def test_health_reports_no_consumer_and_no_chunk(anon, huey_queue):
+    response = anon.get("/api/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["workers"], body["consumers"], body["busy_chunks"]) == ("ok", "ok", 0, 0)
+    assert body["oldest_chunk_seconds"] is None
+
+
+def test_health_is_ok_while_chunks_run_for_less_than_the_limit(anon, huey_queue, settings):
+    settings.WORKER_STUCK_AFTER = 600
+    put_consumer("a", seen_ago=2, chunks_started_ago=[30, 500])
+    put_consumer("b", seen_ago=5, chunks_started_ago=[])
+    body = anon.get("/api/health/").json()
+    assert (body["status"], body["workers"], body["consumers"], body["busy_chunks"]) == ("ok", "ok", 2, 2)
+    assert 500 <= body["oldest_chunk_seconds"] < 600
+
+
+def test_health_flags_a_consumer_busy_on_one_chunk_far_longer_than_expected(anon, huey_queue, settings):
+    settings.WORKER_STUCK_AFTER = 600
+    put_consumer("a", seen_ago=1, chunks_started_ago=[30, 900])
+    response = anon.get("/api/health/")
+    # The web and its database are fine: 200, flagged.
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["workers"], body["busy_chunks"]) == ("degraded", "stuck", 2)
+    assert body["oldest_chunk_seconds"] >= 900
+
+
+def test_health_ignores_the_chunks_of_a_consumer_that_died(anon, huey_queue, settings):
+    settings.WORKER_STUCK_AFTER = 600
+    put_consumer("dead", seen_ago=120, chunks_started_ago=[5000])
+    body = anon.get("/api/health/").json()
+    assert (body["status"], body["workers"], body["consumers"], body["busy_chunks"]) == ("ok", "ok", 0, 0)
+
+
+def test_the_periodic_task_forgets_consumers_dead_for_an_hour(huey_queue):
+    from huey.contrib.djhuey import HUEY
+
+    from campaigns.heartbeat import KEY_PREFIX
+    from campaigns.tasks import periodic_maintenance
+
+    put_consumer("long-dead", seen_ago=7200, chunks_started_ago=[9000])
+    put_consumer("alive", seen_ago=1, chunks_started_ago=[])
+    report = periodic_maintenance.call_local()
+    assert report["consumers_forgotten"] == 1
+    assert sorted(k for k in HUEY.all_results() if k.startswith(KEY_PREFIX)) == [f"{KEY_PREFIX}alive"]
+
+
+def test_health_says_the_workers_are_unknown_when_the_queue_is_unreachable(anon, monkeypatch):
+    import campaigns.tasks
+
+    monkeypatch.setattr(campaigns.tasks, "queue_ping", lambda: False)
+    body = anon.get("/api/health/").json()
+    assert (body["status"], body["workers"], body["consumers"]) == ("error", "unknown", None)
+
+
+def test_the_health_schema_declares_what_the_consumers_do(anon):
+    schema = anon.get("/api/openapi.json").json()["components"]["schemas"]["HealthOut"]["properties"]
+    assert schema["workers"]["enum"] == ["ok", "stuck", "unknown"]
+    assert schema["status"]["enum"] == ["ok", "degraded", "error"]
+    assert {"consumers", "busy_chunks", "oldest_chunk_seconds"} <= set(schema)

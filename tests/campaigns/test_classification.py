@@ -351,9 +351,9 @@ def test_retries_back_off_exponentially_from_email_retry_delay(engine, settings)
 
 RAISING_BODY = (
     "Hello {{ member.full_name }}.\n"
-    # divisibleby calls int() on the value: fine for an empty name (the check the
-    # burst passes when saved), a ValueError for a real one.
-    "{% if member.first_name %}{{ member.first_name|divisibleby:2 }}{% endif %}\n"
+    # divisibleby calls int() on the value: a ValueError for Bob, whom the checks
+    # the burst passes when saved (every field empty, every field filled) do not meet.
+    "{% if member.first_name == 'Bob' %}{{ member.first_name|divisibleby:2 }}{% endif %}\n"
 )
 
 

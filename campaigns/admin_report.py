@@ -294,11 +294,14 @@ def report_context(request: HttpRequest, burst: EmailBurst, stats: BurstStats) -
         "burst": burst,
         "stats": stats,
         "progress": progress,
-        "progress_json": json.dumps(progress),
         "progress_url": reverse("admin:campaigns_emailburst_progress", args=[burst.pk]),
         "chart_data": json.dumps(chart_data(stats)),
         "chart_options": json.dumps(CHART_OPTIONS),
-        "chart_colors": json.dumps(DELIVERY_STATUS_COLORS),
+        # For the live chart's updates (read by burst_report.js through json_script).
+        "chart_statuses": [
+            {"key": s, "label": str(STATUS_LABELS[s]), "color": DELIVERY_STATUS_COLORS[s]}
+            for s in STATUS_ORDER
+        ],
         "status_breakdown": failed_by_class,
         "retryable_count": retryable,
         "default_retry_count": sum(stats.status_counts.get(s, 0) for s in DEFAULT_RETRY_STATUSES),

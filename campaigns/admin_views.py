@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from csp.decorators import csp
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
@@ -19,7 +20,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.text import slugify
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from import_export.formats.base_formats import CSV, XLSX
 
 from campaigns.admin_forms import RetryForm, ScheduleForm, zone_description
@@ -40,6 +43,7 @@ from campaigns.services import (
     burst_stats,
     bursts_with_counts,
 )
+from config.security import PREVIEW_FRAME_POLICY
 from members.models import Member
 
 # --- which state changes are legal (mirrors campaigns.models.BURST_TRANSITIONS) --------------
@@ -343,6 +347,21 @@ def preflight_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str
 PREVIEW_CHOICES = 50
 
 
+def _plain(value: str | None) -> str | None:
+    """Template output is a SafeString even from the text engine, which escapes
+    nothing: the subject and text part are plain text, to be escaped like any other."""
+    return None if value is None else str.__str__(value)
+
+
+@csp(PREVIEW_FRAME_POLICY)
+@xframe_options_sameorigin
+def _preview_frame(html: str | None) -> HttpResponse:
+    """The rendered HTML part alone, for the sandboxed iframe of the preview page."""
+    if html is None:
+        return HttpResponse(status=404)
+    return HttpResponse(html, content_type="text/html; charset=utf-8")
+
+
 def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     burst = get_burst(request, object_id)
     members = Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
@@ -367,6 +386,9 @@ def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) 
         rendered = burst_preview(burst_id=burst.pk, member_id=member.pk if member else None)
     except ServiceError as exc:
         error = exc.message
+    if request.GET.get("part") == "html":
+        return _preview_frame(None if error or rendered is None else rendered.html)
+    frame_query = {"part": "html", **({"member": member.pk} if member else {})}
     return _page(
         model_admin,
         request,
@@ -374,6 +396,9 @@ def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) 
         burst,
         title="Preview",
         rendered=rendered,
+        subject=_plain(rendered.subject) if rendered else "",
+        text=_plain(rendered.text) if rendered else "",
+        frame_url=f"{request.path}?{urlencode(frame_query)}",
         member=member,
         choices=choices,
         email=email,

@@ -1,3 +1,4 @@
+from csp.decorators import csp_replace
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -6,12 +7,14 @@ from django.views.decorators.http import require_http_methods
 
 from campaigns.sending import member_id_from_token
 from campaigns.services import member_unsubscribe
+from config.security import NO_SCRIPT
 from members.models import Member
 
 
 # No login and no CSRF token: mail clients POST here themselves (RFC 8058
 # one-click), and the signed token is the credential.
 @csrf_exempt
+@csp_replace(NO_SCRIPT)
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:

@@ -1,5 +1,6 @@
-"""Every main admin page in a real browser: no JavaScript error, and a screenshot
-of each under test-artifacts/ for a human to look at."""
+"""Every main admin page in a real browser: no JavaScript error, no
+Content-Security-Policy violation, and a screenshot of each under test-artifacts/
+for a human to look at."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 from campaigns.models import BurstStatus, DeliveryStatus
 from tests.admin.browser import login, screenshot
 from tests.admin.conftest import add_deliveries, make_burst, make_members
+from tests.admin.csp_watch import csp_violations, watch_csp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -39,6 +41,7 @@ def test_gallery(page, superuser, live_server):
         all_members=True,
         scheduled_at=timezone.now() + timedelta(days=3),
     )
+    watch_csp(page)
     login(page, "root", "root-pass-1234")
     shots = {
         "dashboard": "/admin/",
@@ -60,6 +63,7 @@ def test_gallery(page, superuser, live_server):
         assert response.status == 200, (name, response.status)
         page.wait_for_load_state("load")
         screenshot(page, f"gallery-{name}")
+        assert csp_violations(page) == [], name
         if name.startswith("burst-"):
             screenshot(page, f"gallery-{name}-top", full_page=False)
     assert page.js_errors == []

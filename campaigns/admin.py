@@ -16,6 +16,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.forms import Form
@@ -29,9 +30,16 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RangeDateTimeFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
+from unfold.views import ChangeList
 
 from campaigns import admin_views, services
-from campaigns.admin_forms import AttachmentForm, EmailBurstForm, ScheduleForm, zone_description
+from campaigns.admin_forms import (
+    AttachmentForm,
+    AttachmentFormSet,
+    EmailBurstForm,
+    ScheduleForm,
+    zone_description,
+)
 from campaigns.admin_report import (
     BURST_STATUS_VARIANTS,
     DELIVERY_STATUS_VARIANTS,
@@ -47,14 +55,14 @@ from campaigns.models import (
 )
 from campaigns.services import (
     RETRYABLE_STATUSES,
+    SEND_PERMISSION,
     IllegalState,
     InvalidInput,
-    NotFound,
     ServiceError,
-    TooLarge,
     attachment_add,
     attachment_delete,
     burst_cancel,
+    burst_change_allowed,
     burst_create,
     burst_delete,
     burst_duplicate,
@@ -65,7 +73,6 @@ from campaigns.services import (
     bursts_with_counts,
 )
 
-SEND_PERMISSION = "campaigns.send_emailburst"
 # Above this many chosen recipients the page shows a count instead of the
 # autocomplete (which would render every chosen member).
 RECIPIENT_WIDGET_LIMIT = 500
@@ -97,9 +104,30 @@ def success_rate(burst: EmailBurst) -> float | None:
     return services.success_rate(sent=burst.n_sent, total=total, skipped=skipped)
 
 
+class CheckedChangeList(ChangeList):
+    """A date filter such as 9999-12-31 23:30 in a zone west of UTC is year 10000 in
+    UTC, which SQLite's adapter cannot convert when the query runs (a 500). Compiling
+    the query here turns that into Django's answer to any bad filter instead: the list
+    again, with `?e=1`."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: list[str] | None = None) -> QuerySet:
+        queryset = super().get_queryset(request, exclude_parameters)
+        try:
+            queryset.query.get_compiler(queryset.db).as_sql()
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+        return queryset
+
+
+def _may_change(request: HttpRequest, burst: EmailBurst | None) -> bool:
+    """A draft or scheduled burst, and a scheduled one only with the send permission."""
+    return burst is None or (burst.is_editable and burst_change_allowed(burst=burst, actor=request.user))
+
+
 class AttachmentInline(TabularInline):
     model = EmailAttachment
     form = AttachmentForm
+    formset = AttachmentFormSet
     extra = 0
     fields = ("file", "filename", "content_type", "size_display")
     readonly_fields = ("filename", "content_type", "size_display")
@@ -117,13 +145,13 @@ class AttachmentInline(TabularInline):
         return ""
 
     def has_change_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
-        return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
+        return super().has_change_permission(request, obj) and _may_change(request, obj)
 
     def has_add_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
-        return super().has_add_permission(request, obj) and (obj is None or obj.is_editable)
+        return super().has_add_permission(request, obj) and _may_change(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
-        return super().has_delete_permission(request, obj) and (obj is None or obj.is_editable)
+        return super().has_delete_permission(request, obj) and _may_change(request, obj)
 
 
 @admin.register(EmailBurst)
@@ -178,6 +206,9 @@ class EmailBurstAdmin(ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailBurst]:
         return annotate_outcomes(super().get_queryset(request))
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
+
     def get_object(
         self, request: HttpRequest, object_id: str, from_field: str | None = None
     ) -> EmailBurst | None:
@@ -198,11 +229,12 @@ class EmailBurstAdmin(ModelAdmin):
         return self.has_view_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
-        # Once started, a burst is a record: its page is read-only.
-        return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
+        # Once started, a burst is a record: its page is read-only. A scheduled one is
+        # read-only too without the send permission (SPEC section 16).
+        return super().has_change_permission(request, obj) and _may_change(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
-        return super().has_delete_permission(request, obj) and (obj is None or obj.is_editable)
+        return super().has_delete_permission(request, obj) and _may_change(request, obj)
 
     # --- list columns --------------------------------------------------------------------------
 
@@ -270,10 +302,10 @@ class EmailBurstAdmin(ModelAdmin):
             burst._chosen_count = EmailBurst.recipients.through.objects.filter(emailburst_id=burst.pk).count()
         return burst._chosen_count
 
-    def _recipients_field(self, obj: EmailBurst | None) -> str:
+    def _recipients_field(self, request: HttpRequest, obj: EmailBurst | None) -> str:
         if obj is None:
             return "recipients"
-        if not obj.is_editable or self._chosen_count(obj) > RECIPIENT_WIDGET_LIMIT:
+        if not _may_change(request, obj) or self._chosen_count(obj) > RECIPIENT_WIDGET_LIMIT:
             return "recipients_summary"
         return "recipients"
 
@@ -281,7 +313,7 @@ class EmailBurstAdmin(ModelAdmin):
         fieldsets: list = [
             ("Message", {"fields": ("subject", "body", "html_body")}),
             ("Sender", {"fields": ("sender", "from_name", "reply_to")}),
-            ("Recipients", {"fields": ("all_members", self._recipients_field(obj))}),
+            ("Recipients", {"fields": ("all_members", self._recipients_field(request, obj))}),
         ]
         if obj is not None:
             status = ["status_label", "scheduled_at", "started_at", "finished_at"]
@@ -293,7 +325,7 @@ class EmailBurstAdmin(ModelAdmin):
     def get_form(
         self, request: HttpRequest, obj: EmailBurst | None = None, change: bool = False, **kwargs: Any
     ):
-        if obj is not None and self._recipients_field(obj) != "recipients":
+        if obj is not None and self._recipients_field(request, obj) != "recipients":
             kwargs["fields"] = [f for f in EmailBurstForm.Meta.fields if f != "recipients"]
         return super().get_form(request, obj, change, **kwargs)
 
@@ -352,7 +384,7 @@ class EmailBurstAdmin(ModelAdmin):
         if change:
             if recipient_ids is not None:
                 values["recipient_ids"] = recipient_ids
-            saved = burst_update(burst_id=obj.pk, **values)
+            saved = burst_update(burst_id=obj.pk, actor=request.user, **values)
         else:
             saved = burst_create(**values, recipient_ids=recipient_ids or [], created_by=request.user)
         for field in EmailBurst._meta.concrete_fields:
@@ -381,29 +413,31 @@ class EmailBurstAdmin(ModelAdmin):
             if inline_form.instance.pk:
                 self._remove_attachment(request, inline_form.instance)  # a replaced file
             try:
-                attachment_add(burst_id=burst.pk, uploaded_file=upload)
-            except (TooLarge, IllegalState) as exc:
-                messages.error(request, f"{upload.name}: {exc.message}")
+                attachment_add(burst_id=burst.pk, uploaded_file=upload, actor=request.user)
+            except ServiceError as exc:  # the state or the limits changed since the form was checked
+                messages.error(request, f"{upload.name} was not attached: {exc.message}")
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def _remove_attachment(self, request: HttpRequest, attachment: EmailAttachment) -> None:
         try:
-            attachment_delete(attachment_id=attachment.pk)
-        except (IllegalState, NotFound) as exc:
+            attachment_delete(attachment_id=attachment.pk, actor=request.user)
+        except ServiceError as exc:
             messages.error(request, f"{attachment.filename}: {exc.message}")
 
     def delete_model(self, request: HttpRequest, obj: EmailBurst) -> None:
-        burst_delete(burst_id=obj.pk)
+        burst_delete(burst_id=obj.pk, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
-        refused = []
+        refused: dict[str, list[str]] = defaultdict(list)
         for pk, subject in queryset.values_list("pk", "subject"):
             try:
-                burst_delete(burst_id=pk)
-            except ServiceError:
-                refused.append(subject)
-        if refused:
-            messages.warning(request, f"Not deleted (already started): {', '.join(refused)}.")
+                burst_delete(burst_id=pk, actor=request.user)
+            except IllegalState:
+                refused["already started"].append(subject)
+            except ServiceError as exc:
+                refused[exc.message].append(subject)
+        for reason, subjects in refused.items():
+            messages.warning(request, f"Not deleted ({reason}): {', '.join(subjects)}.")
 
     def get_urls(self) -> list[URLPattern]:
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -633,6 +667,9 @@ class DeliveryAdmin(ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
         return super().get_queryset(request).defer("burst__body", "burst__html_body")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
 
     @display(description="Burst", ordering="burst")
     def burst_link(self, delivery: Delivery) -> str:

@@ -8,11 +8,21 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
+from unfold.forms import PaginationInlineFormSet
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminTextInputWidget
 
 from campaigns.models import DeliveryStatus, EmailAttachment, EmailBurst
-from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES, InvalidInput, burst_validate
+from campaigns.services import (
+    DEFAULT_RETRY_STATUSES,
+    RETRYABLE_STATUSES,
+    InvalidInput,
+    ServiceError,
+    attachment_limits_check,
+    burst_validate,
+    send_at_check,
+)
 
 TEMPLATE_FIELDS = ("subject", "body", "html_body", "from_name")
 
@@ -77,6 +87,34 @@ class AttachmentForm(forms.ModelForm):
         return upload
 
 
+class AttachmentFormSet(PaginationInlineFormSet):
+    """The burst page's attachments: within ATTACHMENT_MAX_COUNT files and
+    ATTACHMENT_MAX_TOTAL bytes, said on the inline before anything is saved (the
+    service checks again under the burst's row lock)."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        count = total = 0
+        adding = False
+        for form in self.forms:
+            if self.can_delete and self._should_delete_form(form):
+                continue
+            upload = form.cleaned_data.get("file")
+            if isinstance(upload, UploadedFile):  # a new or replaced file, not the stored one
+                adding = True
+                count, total = count + 1, total + upload.size
+            elif form.instance.pk:
+                count, total = count + 1, total + form.instance.size
+        if not adding:
+            return  # never refuse saving the rest of the page over files already there
+        try:
+            attachment_limits_check(count=count, total=total)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message[:1].upper() + exc.message[1:] + ".") from None
+
+
 def zone_description() -> str:
     """E.g. "Europe/Paris (UTC+01:00)": the zone the form's times are read in."""
     now = timezone.localtime()
@@ -99,9 +137,12 @@ class ScheduleForm(forms.Form):
     def clean_send_at(self) -> datetime:
         # Django reads the naive local time in the current time zone (TIME_ZONE).
         send_at = self.cleaned_data["send_at"]
-        if send_at <= timezone.now():
-            raise forms.ValidationError("Choose a time in the future.")
-        return send_at
+        try:
+            if send_at <= timezone.now():
+                raise forms.ValidationError("Choose a time in the future.")
+            return send_at_check(send_at=send_at, field_name="The time")
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 RETRY_CHOICES = [(s.value, s.label) for s in DeliveryStatus if s.value in RETRYABLE_STATUSES]

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
+from ninja.errors import AuthorizationError
 from ninja.files import UploadedFile
 
 from campaigns import services
@@ -25,8 +26,31 @@ from campaigns.schemas import (
     StatsOut,
 )
 from members.api import StaffAuth, attachment_body_limit, sender_auth, staff_auth
+from members.models import Member
 from members.schemas import OBJECT_ERRORS, ErrorOut, PageQuery, paginate, responses
 
+
+class BurstChangeAuth(StaffAuth):
+    """Staff, and on a scheduled burst also `campaigns.send_emailburst` (SPEC section
+    16): changing, deleting or adding to what is set to go is as good as sending it.
+
+    Decided in the auth step, so that a caller without the permission gets 403 before
+    the body is read or validated; the service checks again under the row lock."""
+
+    def jwt_authenticate(self, request: HttpRequest, token: str) -> Member:
+        # StaffAuth.authenticate calls this first, then checks staff and the body size:
+        # refusing here keeps that order (401, 403, 413) without repeating it.
+        user = super().jwt_authenticate(request, token)
+        burst_id = request.resolver_match.kwargs.get("id") if request.resolver_match else None
+        if user.is_staff and burst_id is not None:
+            try:
+                services.burst_change_check(burst_id=burst_id, actor=user)
+            except services.Forbidden as exc:
+                raise AuthorizationError(message=exc.message) from None
+        return user
+
+
+burst_change_auth = BurstChangeAuth()
 router = Router(auth=staff_auth, tags=["email bursts"])
 
 ITEM = "/email-burst/{int:id}/"
@@ -93,42 +117,47 @@ def get_burst(request: HttpRequest, id: int):
 
 @router.put(
     ITEM,
+    auth=burst_change_auth,
     response=responses({200: BurstOut}, errors=STATE_ERRORS),
     summary="Replace an email burst",
     operation_id="email_burst_replace",
 )
 def replace_burst(request: HttpRequest, id: int, payload: BurstIn):
-    """Staff only. Omitted optional fields are reset to their defaults. 409 unless the
-    burst is a draft or scheduled."""
+    """Staff only; a scheduled burst also needs campaigns.send_emailburst (else 403).
+    Omitted optional fields are reset to their defaults. 409 unless the burst is a
+    draft or scheduled."""
     _exists(id)
-    services.burst_update(burst_id=id, **_fields(payload.model_dump()))
+    services.burst_update(burst_id=id, actor=request.auth, **_fields(payload.model_dump()))
     return _burst(id)
 
 
 @router.patch(
     ITEM,
+    auth=burst_change_auth,
     response=responses({200: BurstOut}, errors=STATE_ERRORS),
     summary="Update an email burst",
     operation_id="email_burst_update",
 )
 def update_burst(request: HttpRequest, id: int, payload: BurstPatch):
-    """Staff only. Changes only the fields sent. 409 unless the burst is a draft or
-    scheduled."""
+    """Staff only; a scheduled burst also needs campaigns.send_emailburst (else 403).
+    Changes only the fields sent. 409 unless the burst is a draft or scheduled."""
     _exists(id)
-    services.burst_update(burst_id=id, **_fields(payload.model_dump(exclude_unset=True)))
+    services.burst_update(burst_id=id, actor=request.auth, **_fields(payload.model_dump(exclude_unset=True)))
     return _burst(id)
 
 
 @router.delete(
     ITEM,
+    auth=burst_change_auth,
     response=responses({204: None}, errors=STATE_ERRORS),
     summary="Delete an email burst",
     operation_id="email_burst_delete",
 )
 def delete_burst(request: HttpRequest, id: int):
-    """Staff only. 409 unless the burst is a draft or scheduled."""
+    """Staff only; a scheduled burst also needs campaigns.send_emailburst (else 403).
+    409 unless the burst is a draft or scheduled."""
     _exists(id)
-    services.burst_delete(burst_id=id)
+    services.burst_delete(burst_id=id, actor=request.auth)
     return Status(204, None)
 
 
@@ -189,8 +218,8 @@ _state_change(
 )
 def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
     """Needs campaigns.send_emailburst. `send_at` is ISO 8601 with a time zone, in the
-    future (else 422). A scheduled burst may be rescheduled. 409 unless draft or
-    scheduled."""
+    future and at most 5 years ahead (else 422). A scheduled burst may be rescheduled.
+    409 unless draft or scheduled."""
     _exists(id)
     services.burst_schedule(burst_id=id, send_at=payload.send_at)
     return Status(202, _burst(id))
@@ -244,13 +273,15 @@ def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery])
 
 @router.post(
     ITEM + "attachments/",
-    auth=StaffAuth(body_limit=attachment_body_limit),
+    auth=BurstChangeAuth(body_limit=attachment_body_limit),
     response=responses({201: AttachmentOut}, errors=STATE_ERRORS),
     summary="Upload an attachment",
     operation_id="email_burst_attachment_add",
 )
 def add_attachment(request: HttpRequest, id: int, file: File[UploadedFile]):
-    """Staff only. Multipart upload (field `file`); 413 above the configured
-    ATTACHMENT_MAX_SIZE; 409 unless the burst is a draft or scheduled."""
+    """Staff only; a scheduled burst also needs campaigns.send_emailburst (else 403).
+    Multipart upload (field `file`). 413 for a file above ATTACHMENT_MAX_SIZE or when
+    the burst's attachments would total more than ATTACHMENT_MAX_TOTAL; 422 beyond
+    ATTACHMENT_MAX_COUNT files; 409 unless the burst is a draft or scheduled."""
     _exists(id)
-    return Status(201, services.attachment_add(burst_id=id, uploaded_file=file))
+    return Status(201, services.attachment_add(burst_id=id, uploaded_file=file, actor=request.auth))

@@ -8,9 +8,10 @@ machine in `campaigns.models.BURST_TRANSITIONS`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
@@ -47,11 +49,16 @@ from members.models import Member
 # Bursts up to this many recipients get their deliveries created in the request;
 # larger ones in a task so that the caller returns at once.
 INLINE_DELIVERY_LIMIT = 1000
+# Pre-flight renders a sample of the recipients within this many seconds.
+PREFLIGHT_RENDER_SECONDS = 5.0
 CREATE_BATCH = 2000
 RETRYABLE_STATUSES = frozenset(
     {DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED, DeliveryStatus.OTHER_ERROR}
 )
 DEFAULT_RETRY_STATUSES = (DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED)
+SEND_PERMISSION = "campaigns.send_emailburst"
+# SPEC section 16: a schedule further ahead is refused.
+SCHEDULE_MAX_YEARS = 5
 
 
 class ServiceError(Exception):
@@ -67,6 +74,10 @@ class IllegalState(ServiceError):
 
 class InvalidInput(ServiceError):
     """The input is well-formed but wrong (HTTP 422)."""
+
+
+class Forbidden(ServiceError):
+    """The caller lacks a permission this change needs (HTTP 403)."""
 
 
 class NotFound(InvalidInput):
@@ -114,6 +125,43 @@ def burst_validate(*, subject: str, body: str, html_body: str = "", from_name: s
         check_templates(subject=subject, body=body, html_body=html_body)
     except TemplateProblem as exc:
         raise InvalidInput(exc.message, field=exc.field) from None
+
+
+def schedule_limit(*, now: datetime) -> datetime:
+    """The latest time a burst may be scheduled for: SCHEDULE_MAX_YEARS after now."""
+    try:
+        return now.replace(year=now.year + SCHEDULE_MAX_YEARS)
+    except ValueError:  # 29 February, and the target year is not a leap year
+        return now.replace(year=now.year + SCHEDULE_MAX_YEARS, day=28)
+
+
+def send_at_check(*, send_at: datetime, field_name: str = "send_at") -> datetime:
+    """Refuse a schedule time that is naive, cannot be held once converted to UTC,
+    is past, or is more than SCHEDULE_MAX_YEARS ahead; return it in UTC.
+
+    `9999-12-31T23:30:00-05:00` is year 10000 in UTC: SQLite's adapter cannot
+    convert it and PostgreSQL stores it, after which every list reading the row fails.
+    """
+    try:
+        if send_at.utcoffset() is None:
+            raise InvalidInput(f"{field_name} must include a time zone", field=field_name)
+        in_utc = send_at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(
+            f"{field_name} is out of range: in UTC it must fall between the years 1 and 9999",
+            field=field_name,
+        ) from None
+    now = timezone.now()
+    if in_utc <= now:
+        raise InvalidInput(f"{field_name} must be in the future", field=field_name)
+    limit = schedule_limit(now=now)
+    if in_utc > limit:
+        raise InvalidInput(
+            f"{field_name} must be at most {SCHEDULE_MAX_YEARS} years ahead "
+            f"(until {limit:%Y-%m-%d %H:%M} UTC)",
+            field=field_name,
+        )
+    return in_utc
 
 
 def _check_recipient_ids(ids: Sequence[int]) -> list[int]:
@@ -164,14 +212,44 @@ def burst_create(
 UPDATABLE = ("subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members")
 
 
-def burst_update(*, burst_id: int, **fields: Any) -> EmailBurst:
+def burst_change_allowed(*, burst: EmailBurst, actor: Member | None) -> bool:
+    """Whether `actor` may change or delete the burst as it stands (SPEC section 16): a
+    scheduled burst is already set to go, so changing or cancelling what will be sent
+    needs the send permission; a draft only the model's change permission, which the
+    admin and the API check themselves. `actor=None` is the system itself."""
+    return actor is None or burst.status != BurstStatus.SCHEDULED or actor.has_perm(SEND_PERMISSION)
+
+
+SCHEDULED_CHANGE_REFUSED = f"Changing or deleting a scheduled burst needs the {SEND_PERMISSION} permission."
+
+
+def burst_change_check(*, burst_id: int, actor: Member) -> None:
+    """Raise Forbidden unless `actor` may change the burst now: the API calls it before
+    reading the request body. The services check again under the row lock."""
+    burst = EmailBurst.objects.only("status").filter(pk=burst_id).first()
+    if burst is not None and not burst_change_allowed(burst=burst, actor=actor):
+        raise Forbidden(SCHEDULED_CHANGE_REFUSED)
+
+
+def _changeable(burst_id: int, actor: Member | None, illegal: str) -> EmailBurst:
+    """The burst, locked, once it is a draft or scheduled and `actor` may change it.
+    `illegal` is the 409 message, with `{status}` for the burst's status."""
+    burst = _locked(burst_id)
+    if not burst.is_editable:
+        raise IllegalState(illegal.format(status=burst.status))
+    if not burst_change_allowed(burst=burst, actor=actor):
+        raise Forbidden(SCHEDULED_CHANGE_REFUSED)
+    return burst
+
+
+def burst_update(*, burst_id: int, actor: Member | None = None, **fields: Any) -> EmailBurst:
     unknown = set(fields) - set(UPDATABLE) - {"recipient_ids"}
     if unknown:
         raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     with transaction.atomic():
-        burst = _locked(burst_id)
-        if not burst.is_editable:
-            raise IllegalState(f"Only a draft or scheduled burst can be changed; this one is {burst.status}.")
+        burst = _changeable(
+            burst_id, actor, "Only a draft or scheduled burst can be changed; this one is {status}."
+        )
         for name in UPDATABLE:
             if name in fields:
                 setattr(burst, name, fields[name] if fields[name] is not None else "")
@@ -188,11 +266,11 @@ def burst_update(*, burst_id: int, **fields: Any) -> EmailBurst:
     return burst
 
 
-def burst_delete(*, burst_id: int) -> None:
+def burst_delete(*, burst_id: int, actor: Member | None = None) -> None:
     with transaction.atomic():
-        burst = _locked(burst_id)
-        if not burst.is_editable:
-            raise IllegalState(f"Only a draft or scheduled burst can be deleted; this one is {burst.status}.")
+        burst = _changeable(
+            burst_id, actor, "Only a draft or scheduled burst can be deleted; this one is {status}."
+        )
         burst.delete()
 
 
@@ -225,20 +303,56 @@ def burst_duplicate(*, burst_id: int, created_by: Member | None = None) -> Email
     return copy
 
 
-def attachment_add(*, burst_id: int, uploaded_file) -> EmailAttachment:
-    if uploaded_file.size > settings.ATTACHMENT_MAX_SIZE:
-        raise TooLarge(f"attachments may be at most {settings.ATTACHMENT_MAX_SIZE} bytes", field="file")
+def _bytes(n: int) -> str:
+    """A size for people: `25 MiB`, `300 bytes`, `1.5 KiB (1536 bytes)`."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= scale:
+            rounded = f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+            return rounded if n % scale == 0 else f"{rounded} ({n} bytes)"
+    return f"{n} bytes"
+
+
+def attachment_limits_check(*, count: int, total: int) -> None:
+    """Refuse a burst's attachments beyond ATTACHMENT_MAX_COUNT files (422) or
+    ATTACHMENT_MAX_TOTAL bytes in all (413); `count` and `total` include the new ones."""
+    max_count, max_total = settings.ATTACHMENT_MAX_COUNT, settings.ATTACHMENT_MAX_TOTAL
+    if count > max_count:
+        raise InvalidInput(
+            f"a burst may have at most {max_count} attachments (ATTACHMENT_MAX_COUNT)", field="file"
+        )
+    if total > max_total:
+        raise TooLarge(
+            f"a burst's attachments may total at most {_bytes(max_total)} (ATTACHMENT_MAX_TOTAL); "
+            f"with the new file they would total {_bytes(total)}",
+            field="file",
+        )
+
+
+def attachment_add(*, burst_id: int, uploaded_file, actor: Member | None = None) -> EmailAttachment:
+    """Attach a file to a draft or scheduled burst, within the per-file, per-burst count
+    and per-burst total limits. The limits are checked under the burst's row lock, so
+    concurrent uploads cannot pass them together."""
+    size = uploaded_file.size
+    if size > settings.ATTACHMENT_MAX_SIZE:
+        raise TooLarge(
+            f"an attachment may be at most {_bytes(settings.ATTACHMENT_MAX_SIZE)} (ATTACHMENT_MAX_SIZE)",
+            field="file",
+        )
     with transaction.atomic():
-        burst = _locked(burst_id)
-        if not burst.is_editable:
-            raise IllegalState(
-                f"Attachments can only be added to a draft or scheduled burst; this one is {burst.status}."
-            )
+        burst = _changeable(
+            burst_id,
+            actor,
+            "Attachments can only be added to a draft or scheduled burst; this one is {status}.",
+        )
+        present = EmailAttachment.objects.filter(burst_id=burst.pk).aggregate(
+            count=Count("id"), total=Coalesce(Sum("size"), Value(0))
+        )
+        attachment_limits_check(count=present["count"] + 1, total=present["total"] + size)
         attachment = EmailAttachment(
             burst=burst,
             filename=(uploaded_file.name or "attachment").rsplit("/", 1)[-1][:255],
             content_type=getattr(uploaded_file, "content_type", None) or "application/octet-stream",
-            size=uploaded_file.size,
+            size=size,
         )
         attachment.file.save(attachment.filename, uploaded_file, save=False)
         attachment.save()
@@ -246,17 +360,17 @@ def attachment_add(*, burst_id: int, uploaded_file) -> EmailAttachment:
     return attachment
 
 
-def attachment_delete(*, attachment_id: int) -> None:
+def attachment_delete(*, attachment_id: int, actor: Member | None = None) -> None:
     """Remove an attachment (and its file) from a draft or scheduled burst."""
     with transaction.atomic():
         attachment = EmailAttachment.objects.select_related("burst").filter(pk=attachment_id).first()
         if attachment is None:
             raise NotFound(f"attachment {attachment_id} does not exist", field="id")
-        burst = _locked(attachment.burst_id)
-        if not burst.is_editable:
-            raise IllegalState(
-                f"Attachments can only be removed from a draft or scheduled burst; this one is {burst.status}."
-            )
+        burst = _changeable(
+            attachment.burst_id,
+            actor,
+            "Attachments can only be removed from a draft or scheduled burst; this one is {status}.",
+        )
         name = attachment.file.name
         storage = attachment.file.storage
         attachment.delete()
@@ -459,10 +573,7 @@ def burst_send(*, burst_id: int) -> EmailBurst:
 
 
 def burst_schedule(*, burst_id: int, send_at: datetime) -> EmailBurst:
-    if send_at.tzinfo is None:
-        raise InvalidInput("send_at must include a time zone", field="send_at")
-    if send_at <= timezone.now():
-        raise InvalidInput("send_at must be in the future", field="send_at")
+    send_at = send_at_check(send_at=send_at)
     with transaction.atomic():
         burst = _locked(burst_id)
         burst_validate(
@@ -757,19 +868,34 @@ def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int 
         return result
     prepared = sending.prepare_burst(burst)
     fields = ("pk", "email", "first_name", "middle_name", "last_name", "username")
+    # One request's worth of rendering: each member also keeps its own budget.
+    render_until = time.monotonic() + PREFLIGHT_RENDER_SECONDS
     for batch in recipient_batches(burst):
         reasons = {pk: reason for pk, _email, reason in batch if reason}
         for reason in reasons.values():
             result.skipped[reason] = result.skipped.get(reason, 0) + 1
         result.to_send += len(batch) - len(reasons)
-        if len(result.render_failures) >= max_failures or result.render_checked >= max_rendered:
+        if (
+            len(result.render_failures) >= max_failures
+            or result.render_checked >= max_rendered
+            or time.monotonic() >= render_until
+        ):
             continue  # counts stay exact; rendering is checked on a large sample
         ids = [pk for pk, _email, reason in batch if not reason]
         for row in Member.objects.filter(pk__in=ids).order_by("pk").values(*fields):
+            now = time.monotonic()
+            if now >= render_until:
+                break
             result.render_checked += 1
             try:
                 context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
-                prepared.build(delivery_id=0, to_email=row["email"], to_name="", context=context)
+                prepared.build(
+                    delivery_id=0,
+                    to_email=row["email"],
+                    to_name="",
+                    context=context,
+                    deadline=min(render_until, now + settings.TEMPLATE_RENDER_TIMEOUT),
+                )
             except Exception as exc:
                 if len(result.render_failures) < max_failures:
                     result.render_failures.append((row["pk"], row["email"], str(exc)))

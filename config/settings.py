@@ -90,6 +90,8 @@ SECURE_PROXY_SSL_HEADER = (
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response; the policies and why: config/security.py.
+from config.security import CONTENT_SECURITY_POLICY  # noqa: E402,F401
 
 INSTALLED_APPS = [
     # unfold and its contribs must come before django.contrib.admin and import_export
@@ -104,6 +106,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "import_export",
+    "csp",
     "huey.contrib.djhuey",
     "ninja",
     "ninja_extra",
@@ -115,6 +118,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -217,6 +221,9 @@ WHITENOISE_USE_FINDERS = True
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = _number("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 ATTACHMENT_MAX_SIZE = _number("ATTACHMENT_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
+# Per burst: every message carries every attachment (SPEC section 16).
+ATTACHMENT_MAX_COUNT = _number("ATTACHMENT_MAX_COUNT", 20, minimum=1)
+ATTACHMENT_MAX_TOTAL = _number("ATTACHMENT_MAX_TOTAL", 25 * 1024 * 1024, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # --- email --------------------------------------------------------------------
@@ -276,6 +283,12 @@ EMAIL_MAX_ATTEMPTS = _number("EMAIL_MAX_ATTEMPTS", 4, minimum=1)
 EMAIL_RETRY_DELAY = _number("EMAIL_RETRY_DELAY", 60.0, cast=float)
 EMAIL_CLAIM_TIMEOUT = _number("EMAIL_CLAIM_TIMEOUT", 300.0, cast=float, allow_zero=False)
 EMAIL_PAUSE_AFTER = _number("EMAIL_PAUSE_AFTER", 10, minimum=1)
+# Burst templates render under limits no input can pass (SPEC section 16, campaigns/templating.py).
+TEMPLATE_MAX_SIZE = _number("TEMPLATE_MAX_SIZE", 1_000_000, minimum=1000)
+TEMPLATE_MAX_LOOP_ITERATIONS = _number("TEMPLATE_MAX_LOOP_ITERATIONS", 10_000, minimum=1)
+TEMPLATE_RENDER_TIMEOUT = _number("TEMPLATE_RENDER_TIMEOUT", 1.0, cast=float, allow_zero=False)
+# /api/health/ calls a consumer stuck when one chunk task has run this long.
+WORKER_STUCK_AFTER = _number("WORKER_STUCK_AFTER", 2 * EMAIL_CLAIM_TIMEOUT, cast=float, allow_zero=False)
 # Mailbox for List-Unsubscribe's mailto: form; the https form is always sent.
 UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 if UNSUBSCRIBE_MAILTO:

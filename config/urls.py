@@ -3,7 +3,11 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from campaigns.views import unsubscribe
+from config.admin_login import ThrottledAdminLoginForm
 from config.api import api
+
+# The admin login counts failures with the API's login (config/admin_login.py).
+admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -219,6 +219,45 @@ def test_schedule_past_naive_or_malformed_is_422(as_staff, make_burst, member, s
     assert as_staff.post(url(burst, "schedule"), {}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("send_at", "says"),
+    [
+        ("9999-12-31T23:30:00-05:00", "out of range"),  # year 10000 in UTC
+        ("0001-01-01T00:30:00+01:00", "out of range"),  # year 0 in UTC
+        ("9999-12-31T23:59:59+00:00", "at most 5 years ahead"),
+        ("LATER", "at most 5 years ahead"),
+    ],
+)
+def test_schedule_beyond_what_can_be_held_or_five_years_is_422_naming_the_limit(
+    as_staff, make_burst, member, send_at, says
+):
+    if send_at == "LATER":
+        send_at = (timezone.now() + timedelta(days=5 * 366)).isoformat()
+    burst = make_burst(recipients=[member])
+    response = as_staff.post(url(burst, "schedule"), {"send_at": send_at})
+    assert response.status_code == 422, response.content
+    item = response.json()["detail"][0]
+    assert item["field"] == "send_at" and says in item["msg"]
+    assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.DRAFT
+    assert as_staff.get("/api/email-burst/").status_code == 200
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12"])  # UTC+14 and UTC-12
+def test_the_latest_legal_schedule_is_listed_and_read(as_staff, make_burst, member, settings, zone):
+    from campaigns.services import schedule_limit
+
+    settings.TIME_ZONE = zone
+    burst = make_burst(recipients=[member])
+    latest = schedule_limit(now=timezone.now()) - timedelta(seconds=30)
+    response = as_staff.post(url(burst, "schedule"), {"send_at": latest.isoformat()})
+    assert response.status_code == 202, response.content
+
+    listed = as_staff.get("/api/email-burst/")
+    assert listed.status_code == 200 and listed.json()["items"][0]["status"] == "scheduled"
+    assert as_staff.get(url(burst)).json()["scheduled_at"].startswith(f"{latest.year}-")
+    assert as_staff.get(url(burst, "stats")).status_code == 200
+
+
 def test_pause_resume_cancel(as_staff, make_burst, member):
     burst = make_burst(recipients=[member])
     # illegal in draft
@@ -397,6 +436,30 @@ def test_attachment_above_the_limit_is_413(as_staff, make_burst, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
     assert upload(as_staff, burst, content=b"x" * 10_000).status_code == 413
     assert EmailAttachment.objects.filter(burst=burst).count() == 1
+
+
+def test_attachments_beyond_the_count_limit_are_422_naming_it(as_staff, make_burst, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.ATTACHMENT_MAX_COUNT = 2
+    burst = make_burst()
+    assert [upload(as_staff, burst, name=f"{i}.txt").status_code for i in range(2)] == [201, 201]
+    response = upload(as_staff, burst, name="2.txt")
+    assert response.status_code == 422
+    item = response.json()["detail"][0]
+    assert item["field"] == "file" and "ATTACHMENT_MAX_COUNT" in item["msg"] and "at most 2" in item["msg"]
+    assert EmailAttachment.objects.filter(burst=burst).count() == 2
+
+
+def test_attachments_beyond_the_total_limit_are_413_naming_it(as_staff, make_burst, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.ATTACHMENT_MAX_TOTAL = 12
+    burst = make_burst()
+    assert upload(as_staff, burst, content=b"x" * 10).status_code == 201
+    response = upload(as_staff, burst, content=b"x" * 3)
+    assert response.status_code == 413
+    assert "ATTACHMENT_MAX_TOTAL" in response.json()["detail"] and "12 bytes" in response.json()["detail"]
+    assert upload(as_staff, burst, content=b"x" * 2).status_code == 201  # exactly the limit
+    assert EmailAttachment.objects.filter(burst=burst).count() == 2
 
 
 def test_attachment_to_a_started_burst_is_409(as_staff, make_burst):

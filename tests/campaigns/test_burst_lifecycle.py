@@ -972,6 +972,115 @@ def test_burst_schedule_refuses_a_naive_time(engine):
     assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.DRAFT
 
 
+@pytest.mark.parametrize(
+    "send_at",
+    [
+        "9999-12-31T23:30:00-05:00",  # year 10000 in UTC
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:30:00+01:00",  # year 0 in UTC
+    ],
+)
+def test_burst_schedule_refuses_a_time_that_cannot_be_held_in_utc(engine, send_at):
+    from datetime import datetime
+
+    burst = make_burst(make_members(1))
+    with pytest.raises(InvalidInput) as caught:
+        services.burst_schedule(burst_id=burst.pk, send_at=datetime.fromisoformat(send_at))
+    assert caught.value.field == "send_at" and "out of range" in caught.value.message
+    assert EmailBurst.objects.filter(pk=burst.pk).values_list("status", "scheduled_at").get() == (
+        BurstStatus.DRAFT,
+        None,
+    )
+
+
+def test_burst_schedule_takes_at_most_five_years_ahead(engine):
+    burst = make_burst(make_members(1))
+    limit = services.schedule_limit(now=timezone.now())
+    with pytest.raises(InvalidInput) as caught:
+        services.burst_schedule(burst_id=burst.pk, send_at=limit + timedelta(minutes=1))
+    assert "at most 5 years ahead" in caught.value.message and caught.value.field == "send_at"
+    assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.DRAFT
+
+    services.burst_schedule(burst_id=burst.pk, send_at=limit - timedelta(minutes=1))
+    assert EmailBurst.objects.get(pk=burst.pk).scheduled_at == limit - timedelta(minutes=1)
+
+
+def test_the_schedule_limit_of_29_february_is_28_february_five_years_on():
+    from datetime import UTC, datetime
+
+    assert services.schedule_limit(now=datetime(2028, 2, 29, 12, tzinfo=UTC)) == datetime(
+        2033, 2, 28, 12, tzinfo=UTC
+    )
+    assert services.schedule_limit(now=datetime(2027, 6, 1, tzinfo=UTC)) == datetime(2032, 6, 1, tzinfo=UTC)
+
+
+# --- a scheduled burst is changed only with the send permission (SPEC section 16) ----------
+
+
+@pytest.fixture
+def no_send(db) -> Member:
+    from django.contrib.auth.models import Permission
+
+    user = make_member("nosend@example.test", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="campaigns").exclude(codename="send_emailburst")
+    )
+    return user
+
+
+@pytest.fixture
+def sender(db) -> Member:
+    from django.contrib.auth.models import Permission
+
+    user = make_member("sender@example.test", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="campaigns"))
+    return user
+
+
+def scheduled_burst() -> EmailBurst:
+    burst = make_burst(make_members(1))
+    services.burst_schedule(burst_id=burst.pk, send_at=timezone.now() + timedelta(days=1))
+    return burst
+
+
+def test_staff_without_the_send_permission_cannot_change_or_delete_a_scheduled_burst(engine, no_send):
+    burst = scheduled_burst()
+    before = burst_row(burst)
+    with pytest.raises(services.Forbidden) as caught:
+        services.burst_update(burst_id=burst.pk, actor=no_send, all_members=True)
+    assert "campaigns.send_emailburst" in caught.value.message
+    with pytest.raises(services.Forbidden):
+        services.burst_delete(burst_id=burst.pk, actor=no_send)
+    with pytest.raises(services.Forbidden):
+        services.burst_change_check(burst_id=burst.pk, actor=no_send)
+    assert burst_row(burst) == before
+
+
+def test_the_send_permission_changes_and_deletes_a_scheduled_burst(engine, sender):
+    burst = scheduled_burst()
+    services.burst_change_check(burst_id=burst.pk, actor=sender)
+    services.burst_update(burst_id=burst.pk, actor=sender, subject="Changed")
+    assert EmailBurst.objects.values_list("subject", "status").get(pk=burst.pk) == ("Changed", "scheduled")
+    services.burst_delete(burst_id=burst.pk, actor=sender)
+    assert not EmailBurst.objects.filter(pk=burst.pk).exists()
+
+
+def test_a_draft_is_changed_and_deleted_without_the_send_permission(engine, no_send):
+    burst = make_burst(make_members(1))
+    services.burst_change_check(burst_id=burst.pk, actor=no_send)
+    services.burst_update(burst_id=burst.pk, actor=no_send, subject="Changed")
+    assert EmailBurst.objects.get(pk=burst.pk).subject == "Changed"
+    services.burst_delete(burst_id=burst.pk, actor=no_send)
+    assert not EmailBurst.objects.filter(pk=burst.pk).exists()
+
+
+def test_a_started_burst_is_illegal_to_change_before_it_is_forbidden(engine, no_send):
+    burst = make_burst(make_members(1))
+    EmailBurst.objects.filter(pk=burst.pk).update(status=BurstStatus.SENT)
+    with pytest.raises(IllegalState):
+        services.burst_update(burst_id=burst.pk, actor=no_send, subject="Changed")
+
+
 @pytest.fixture
 def clock(monkeypatch):
     """Move django.utils.timezone.now forward: `clock(hours=3)`."""
@@ -1007,10 +1116,10 @@ def test_a_rescheduled_burst_is_not_started_by_its_old_slot(engine, clock):
     assert engine.message_count == 0
 
     # the delayed task queued for the old slot is a no-op as well
-    assert tasks.send_scheduled.call_local(burst.pk, first_slot.isoformat()) is False
+    tasks.send_scheduled.call_local(burst.pk, first_slot.isoformat())
     assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.SCHEDULED
 
-    assert tasks.send_scheduled.call_local(burst.pk, second_slot.isoformat()) is True
+    tasks.send_scheduled.call_local(burst.pk, second_slot.isoformat())
     assert services.burst_send_if_due(burst_id=burst.pk, slot=second_slot) is False
     assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.SENT
     assert engine.received_count_by_address() == {m.email: 1 for m in members}

@@ -22,7 +22,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(PY) manage.py demo_setup
-	DEBUG=$${DEBUG:-1} $(PY) -m config.devrun
+	DEBUG=$${DEBUG:-1} $(PY) -m devtools.devrun
 
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest
@@ -31,9 +31,11 @@ bench: $(VENV)/.dev
 	test -x /usr/sbin/smtp-sink || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix)
 	$(PY) -m bench
 
+# ruff (errors and formatting) and the layer contracts of pyproject.toml (import-linter).
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .

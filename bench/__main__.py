@@ -63,8 +63,13 @@ def configure_env(port: int, workdir: Path) -> str:
     env["HUEY_WORKERS"] = "2"
     env.setdefault("EMAIL_CHUNK_SIZE", "500")
     if reachable(5432) and reachable(6379) and not env.get("BENCH_EMBEDDED"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS emailer_bench"], check=True)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE emailer_bench"], check=True)
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS emailer_bench"],
+            check=True,
+        )
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE emailer_bench"], check=True
+        )
         env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/emailer_bench"
         env["REDIS_URL"] = "redis://127.0.0.1:6379/9"
         return "PostgreSQL + Redis"
@@ -77,7 +82,9 @@ def configure_env(port: int, workdir: Path) -> str:
 
 
 def prebuilt_message(i: int) -> bytes:
-    body = "\r\n".join(f"Line {n} of a newsletter paragraph, written to be about seventy chars." for n in range(26))
+    body = "\r\n".join(
+        f"Line {n} of a newsletter paragraph, written to be about seventy chars." for n in range(26)
+    )
     return (
         f"From: News <news@example.org>\r\nTo: member{i}@example.org\r\nSubject: Hello member {i}\r\n"
         f"Message-ID: <raw{i}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
@@ -102,7 +109,9 @@ def bench_naive(n: int) -> float:
 
     started = time.perf_counter()
     for i in range(n):
-        send_mail(f"Hello member {i}", "A short newsletter.\n" * 26, "news@example.org", [f"member{i}@example.org"])
+        send_mail(
+            f"Hello member {i}", "A short newsletter.\n" * 26, "news@example.org", [f"member{i}@example.org"]
+        )
     return n / (time.perf_counter() - started)
 
 
@@ -163,15 +172,18 @@ def cpu_by_command() -> dict[str, float]:
 
 
 def bench_burst(n: int) -> tuple[float, int]:
-    from campaigns import services
-    from campaigns.models import BurstStatus, EmailBurst
     from django.db import connection
+
+    from campaigns import selectors, services
+    from campaigns.models import BurstStatus, EmailBurst
 
     make_members(n)
     burst = services.burst_create(
         subject="News for {{ member.first_name }}",
-        body="Dear {{ member.first_name }} {{ member.last_name }},\n\n" + "Our news of the month, in a paragraph.\n" * 20,
-        html_body="<p>Dear {{ member.first_name }} {{ member.last_name }},</p>" + "<p>Our news of the month.</p>" * 20,
+        body="Dear {{ member.first_name }} {{ member.last_name }},\n\n"
+        + "Our news of the month, in a paragraph.\n" * 20,
+        html_body="<p>Dear {{ member.first_name }} {{ member.last_name }},</p>"
+        + "<p>Our news of the month.</p>" * 20,
         all_members=True,
     )
     connection.close()
@@ -198,7 +210,7 @@ def bench_burst(n: int) -> tuple[float, int]:
         used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
         top = sorted(used.items(), key=lambda kv: -kv[1])[:6]
         print("    CPU seconds during the burst: " + ", ".join(f"{k} {v:.1f}" for k, v in top if v > 0.05))
-        stats = services.burst_stats(burst_id=burst.pk)
+        stats = selectors.burst_stats(burst_id=burst.pk)
         assert stats.sent_count == n, stats
         return n / elapsed, max(peak, rss_kib(consumer.pid))
     finally:
@@ -209,7 +221,9 @@ def bench_burst(n: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=20_000)
-    parser.add_argument("--big", type=int, default=200_000, help="second burst size for the memory figure (0: skip)")
+    parser.add_argument(
+        "--big", type=int, default=200_000, help="second burst size for the memory figure (0: skip)"
+    )
     parser.add_argument("--raw", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=2_000)
     args = parser.parse_args()
@@ -233,11 +247,15 @@ def main() -> None:
         print(f"  Django send_mail, a connection per message:        {naive:8.0f} msgs/s")
         rate, rss = bench_burst(args.recipients)
         print(f"  Emailer burst of {args.recipients:,} (text+HTML, personalised): {rate:8.0f} msgs/s")
-        print(f"    = {rate / raw:.2f} x raw smtplib (target >= 0.6), {rate / naive:.2f} x naive (target >= 3)")
+        print(
+            f"    = {rate / raw:.2f} x raw smtplib (target >= 0.6), {rate / naive:.2f} x naive (target >= 3)"
+        )
         print(f"    worker peak RSS at {args.recipients:,} recipients: {rss / 1024:.0f} MiB")
         if args.big:
             big_rate, big_rss = bench_burst(args.big)
-            print(f"  Emailer burst of {args.big:,}: {big_rate:8.0f} msgs/s, worker peak RSS {big_rss / 1024:.0f} MiB")
+            print(
+                f"  Emailer burst of {args.big:,}: {big_rate:8.0f} msgs/s, worker peak RSS {big_rss / 1024:.0f} MiB"
+            )
     finally:
         os.killpg(sink.pid, signal.SIGTERM)
         sink.wait()

@@ -1,4 +1,4 @@
-"""Email-burst endpoints (SPEC section 7): thin handlers over campaigns.services."""
+"""Email-burst endpoints: thin handlers over campaigns.services."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from ninja import File, Query, Router, Status
 from ninja.errors import AuthorizationError
 from ninja.files import UploadedFile
 
-from campaigns import services
-from campaigns.models import Delivery, EmailBurst
+from campaigns import selectors, services
+from campaigns.models import EmailBurst
 from campaigns.schemas import (
     AttachmentOut,
     BurstIn,
@@ -25,40 +25,46 @@ from campaigns.schemas import (
     ScheduleIn,
     StatsOut,
 )
-from members.api import StaffAuth, attachment_body_limit, sender_auth, staff_auth
+from common.api import (
+    OBJECT_ERRORS,
+    ErrorOut,
+    PageQuery,
+    StaffAuth,
+    attachment_body_limit,
+    paginate,
+    responses,
+    sender_auth,
+    staff_auth,
+)
+from common.errors import Forbidden
 from members.models import Member
-from members.schemas import OBJECT_ERRORS, ErrorOut, PageQuery, paginate, responses
 
 
 class BurstChangeAuth(StaffAuth):
-    """Staff, and on a scheduled burst also `campaigns.send_emailburst` (SPEC section
-    16): changing, deleting or adding to what is set to go is as good as sending it.
+    """Staff, and on a scheduled burst also `campaigns.send_emailburst`: changing,
+    deleting or adding to what is set to go is as good as sending it.
 
     Decided in the auth step, so that a caller without the permission gets 403 before
     the body is read or validated; the service checks again under the row lock."""
 
-    def jwt_authenticate(self, request: HttpRequest, token: str) -> Member:
-        # StaffAuth.authenticate calls this first, then checks staff and the body size:
-        # refusing here keeps that order (401, 403, 413) without repeating it.
-        user = super().jwt_authenticate(request, token)
+    def check(self, request: HttpRequest, user: Member) -> None:
         burst_id = request.resolver_match.kwargs.get("id") if request.resolver_match else None
-        if user.is_staff and burst_id is not None:
-            try:
-                services.burst_change_check(burst_id=burst_id, actor=user)
-            except services.Forbidden as exc:
-                raise AuthorizationError(message=exc.message) from None
-        return user
+        if burst_id is None:
+            return
+        try:
+            services.burst_change_check(burst_id=burst_id, actor=user)
+        except Forbidden as exc:
+            raise AuthorizationError(message=exc.message) from None
 
 
 burst_change_auth = BurstChangeAuth()
 router = Router(auth=staff_auth, tags=["email bursts"])
 
-ITEM = "/email-burst/{int:id}/"
 STATE_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
 
 
 def _bursts():
-    return services.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id"))
+    return selectors.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id"))
 
 
 def _burst(burst_id: int) -> EmailBurst:
@@ -105,7 +111,7 @@ def create_burst(request: HttpRequest, payload: BurstIn):
 
 
 @router.get(
-    ITEM,
+    "/email-burst/{int:id}/",
     response=responses({200: BurstOut}, errors=OBJECT_ERRORS),
     summary="Get an email burst",
     operation_id="email_burst_get",
@@ -116,7 +122,7 @@ def get_burst(request: HttpRequest, id: int):
 
 
 @router.put(
-    ITEM,
+    "/email-burst/{int:id}/",
     auth=burst_change_auth,
     response=responses({200: BurstOut}, errors=STATE_ERRORS),
     summary="Replace an email burst",
@@ -132,7 +138,7 @@ def replace_burst(request: HttpRequest, id: int, payload: BurstIn):
 
 
 @router.patch(
-    ITEM,
+    "/email-burst/{int:id}/",
     auth=burst_change_auth,
     response=responses({200: BurstOut}, errors=STATE_ERRORS),
     summary="Update an email burst",
@@ -147,7 +153,7 @@ def update_burst(request: HttpRequest, id: int, payload: BurstPatch):
 
 
 @router.delete(
-    ITEM,
+    "/email-burst/{int:id}/",
     auth=burst_change_auth,
     response=responses({204: None}, errors=STATE_ERRORS),
     summary="Delete an email burst",
@@ -164,53 +170,65 @@ def delete_burst(request: HttpRequest, id: int):
 # --- state changes (campaigns.send_emailburst) ----------------------------------------------
 
 
-def _state_change(path: str, summary: str, doc: str, action) -> None:
-    def handler(request: HttpRequest, id: int):
-        _exists(id)
-        action(burst_id=id)
-        return Status(202, _burst(id))
-
-    handler.__doc__ = doc
-    handler.__name__ = f"{path}_burst"
-    router.post(
-        ITEM + f"{path}/",
-        auth=sender_auth,
-        response=responses({202: BurstOut}, errors=STATE_ERRORS),
-        summary=summary,
-        operation_id=f"email_burst_{path}",
-    )(handler)
-
-
-_state_change(
-    "send",
-    "Send an email burst now",
-    "Needs campaigns.send_emailburst. Starts sending: 202 with the burst (status "
-    "`sending`); 409 unless it is a draft or scheduled; 422 when it has no recipients.",
-    services.burst_send,
-)
-_state_change(
-    "pause",
-    "Pause a sending burst",
-    "Needs campaigns.send_emailburst. 202, or 409 unless the burst is sending.",
-    services.burst_pause,
-)
-_state_change(
-    "resume",
-    "Resume a paused burst",
-    "Needs campaigns.send_emailburst. Mails only those not yet done. 202, or 409 unless the burst is paused.",
-    services.burst_resume,
-)
-_state_change(
-    "cancel",
-    "Cancel a burst",
-    "Needs campaigns.send_emailburst. Remaining deliveries become `skipped`. 202, or 409 "
-    "unless the burst is scheduled, sending or paused.",
-    services.burst_cancel,
-)
+def _state_change(burst_id: int, action) -> Status:
+    _exists(burst_id)
+    action(burst_id=burst_id)
+    return Status(202, _burst(burst_id))
 
 
 @router.post(
-    ITEM + "schedule/",
+    "/email-burst/{int:id}/send/",
+    auth=sender_auth,
+    response=responses({202: BurstOut}, errors=STATE_ERRORS),
+    summary="Send an email burst now",
+    description="Needs campaigns.send_emailburst. Starts sending: 202 with the burst (status "
+    "`sending`); 409 unless it is a draft or scheduled; 422 when it has no recipients.",
+    operation_id="email_burst_send",
+)
+def send_burst(request: HttpRequest, id: int):
+    return _state_change(id, services.burst_send)
+
+
+@router.post(
+    "/email-burst/{int:id}/pause/",
+    auth=sender_auth,
+    response=responses({202: BurstOut}, errors=STATE_ERRORS),
+    summary="Pause a sending burst",
+    description="Needs campaigns.send_emailburst. 202, or 409 unless the burst is sending.",
+    operation_id="email_burst_pause",
+)
+def pause_burst(request: HttpRequest, id: int):
+    return _state_change(id, services.burst_pause)
+
+
+@router.post(
+    "/email-burst/{int:id}/resume/",
+    auth=sender_auth,
+    response=responses({202: BurstOut}, errors=STATE_ERRORS),
+    summary="Resume a paused burst",
+    description="Needs campaigns.send_emailburst. Mails only those not yet done. 202, or 409 "
+    "unless the burst is paused.",
+    operation_id="email_burst_resume",
+)
+def resume_burst(request: HttpRequest, id: int):
+    return _state_change(id, services.burst_resume)
+
+
+@router.post(
+    "/email-burst/{int:id}/cancel/",
+    auth=sender_auth,
+    response=responses({202: BurstOut}, errors=STATE_ERRORS),
+    summary="Cancel a burst",
+    description="Needs campaigns.send_emailburst. Remaining deliveries become `skipped`. 202, or 409 "
+    "unless the burst is scheduled, sending or paused.",
+    operation_id="email_burst_cancel",
+)
+def cancel_burst(request: HttpRequest, id: int):
+    return _state_change(id, services.burst_cancel)
+
+
+@router.post(
+    "/email-burst/{int:id}/schedule/",
     auth=sender_auth,
     response=responses({202: BurstOut}, errors=STATE_ERRORS),
     summary="Schedule an email burst",
@@ -226,7 +244,7 @@ def schedule_burst(request: HttpRequest, id: int, payload: ScheduleIn):
 
 
 @router.post(
-    ITEM + "retry/",
+    "/email-burst/{int:id}/retry/",
     auth=sender_auth,
     response=responses({202: RetryOut}, errors=STATE_ERRORS),
     summary="Retry failed deliveries",
@@ -246,18 +264,18 @@ def retry_burst(request: HttpRequest, id: int, payload: RetryIn = None):  # type
 
 
 @router.get(
-    ITEM + "stats/",
+    "/email-burst/{int:id}/stats/",
     response=responses({200: StatsOut}, errors=OBJECT_ERRORS),
     summary="Burst statistics",
     operation_id="email_burst_stats",
 )
 def burst_stats(request: HttpRequest, id: int):
     """Staff only. Delivery counts by status and the success rate, from one query."""
-    return services.burst_stats(burst_id=id).as_dict()
+    return selectors.burst_stats(burst_id=id).as_dict()
 
 
 @router.get(
-    ITEM + "deliveries/",
+    "/email-burst/{int:id}/deliveries/",
     response=responses({200: DeliveryPage}, errors=OBJECT_ERRORS),
     summary="List a burst's deliveries",
     operation_id="email_burst_deliveries",
@@ -265,14 +283,11 @@ def burst_stats(request: HttpRequest, id: int):
 def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery]):
     """Staff only. Ordered by id, filterable by `status`, paginated."""
     _exists(id)
-    deliveries = Delivery.objects.filter(burst_id=id).order_by("id")
-    if query.status:
-        deliveries = deliveries.filter(status=query.status)
-    return paginate(deliveries, query)
+    return paginate(selectors.burst_deliveries(burst_id=id, status=query.status or ""), query)
 
 
 @router.post(
-    ITEM + "attachments/",
+    "/email-burst/{int:id}/attachments/",
     auth=BurstChangeAuth(body_limit=attachment_body_limit),
     response=responses({201: AttachmentOut}, errors=STATE_ERRORS),
     summary="Upload an attachment",

@@ -9,12 +9,12 @@ from ninja import Field, Schema
 from pydantic import AwareDatetime, BeforeValidator, StringConstraints, model_validator
 
 from campaigns.models import BurstStatus, DeliveryStatus
-from members.schemas import Bool, EmailOrBlank, Id, Line, PageQuery, Text, _json_string
+from common.api import Bool, EmailOrBlank, Id, Line, PageQuery, Text, json_string
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 Body = Annotated[Text, StringConstraints(min_length=1)]
 FromName = Annotated[Line, StringConstraints(max_length=100)]
-SendAt = Annotated[AwareDatetime, BeforeValidator(_json_string)]
+SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
 
 
 class BurstOut(Schema):

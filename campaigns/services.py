@@ -1,16 +1,15 @@
-"""Burst services: the only way bursts change state.
+"""Burst services: the only way bursts change.
 
 The admin, the API and the huey tasks all call these keyword-only functions.
-Every state change locks the burst row and checks the move against the state
-machine in `campaigns.models.BURST_TRANSITIONS`.
+Every change of a burst's status goes through `burst_transition`, on the locked
+row, which checks the move against `campaigns.states.BURST_TRANSITIONS`. The
+sending engine reports what a chunk did; `chunk_process` decides what follows.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,24 +17,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import (
-    Case,
-    Count,
-    Exists,
-    IntegerField,
-    Min,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Sum,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, Exists, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns import sending
+from campaigns import selectors
+from campaigns.engine import mime
+from campaigns.engine.chunk import DONE, ChunkResult, chunk_send
+from campaigns.engine.smtp import SmtpSession
 from campaigns.models import (
     BurstStatus,
     Delivery,
@@ -43,57 +32,26 @@ from campaigns.models import (
     EmailAttachment,
     EmailBurst,
 )
-from campaigns.templating import TemplateProblem, check_templates, compile_burst
+from campaigns.states import BurstAction, burst_action_target
+from campaigns.validation import burst_validate
+from common.errors import Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
 from members.models import Member
 
 # Bursts up to this many recipients get their deliveries created in the request;
 # larger ones in a task so that the caller returns at once.
 INLINE_DELIVERY_LIMIT = 1000
-# Pre-flight renders a sample of the recipients within this many seconds.
-PREFLIGHT_RENDER_SECONDS = 5.0
 CREATE_BATCH = 2000
 RETRYABLE_STATUSES = frozenset(
     {DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED, DeliveryStatus.OTHER_ERROR}
 )
 DEFAULT_RETRY_STATUSES = (DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED)
 SEND_PERMISSION = "campaigns.send_emailburst"
-# SPEC section 16: a schedule further ahead is refused.
+# A schedule further ahead is refused: nobody means it, and far enough ahead it
+# cannot be stored (beyond the year 9999 in UTC).
 SCHEDULE_MAX_YEARS = 5
 
 
-class ServiceError(Exception):
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class IllegalState(ServiceError):
-    """The action is not legal in the burst's current state (HTTP 409)."""
-
-
-class InvalidInput(ServiceError):
-    """The input is well-formed but wrong (HTTP 422)."""
-
-
-class Forbidden(ServiceError):
-    """The caller lacks a permission this change needs (HTTP 403)."""
-
-
-class NotFound(InvalidInput):
-    """The burst (or member) does not exist (HTTP 404)."""
-
-
-class TooLarge(ServiceError):
-    """An upload above the configured size (HTTP 413)."""
-
-
 # --- validation -------------------------------------------------------------------------
-
-
-def _no_newlines(field_name: str, value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise InvalidInput(f"{field_name} must not contain line breaks", field=field_name)
 
 
 def _valid_address(field_name: str, value: str) -> str:
@@ -109,22 +67,6 @@ def _valid_address(field_name: str, value: str) -> str:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
     except UnicodeError:
         raise InvalidInput(f"{field_name}: the domain is not a valid domain name", field=field_name) from None
-
-
-def burst_validate(*, subject: str, body: str, html_body: str = "", from_name: str = "") -> None:
-    """Refuse what can never be sent: header injection, broken templates."""
-    if not subject.strip():
-        raise InvalidInput("subject is required", field="subject")
-    if len(subject) > 200:
-        raise InvalidInput("subject must be at most 200 characters", field="subject")
-    if not body.strip():
-        raise InvalidInput("body is required", field="body")
-    _no_newlines("subject", subject)
-    _no_newlines("from_name", from_name)
-    try:
-        check_templates(subject=subject, body=body, html_body=html_body)
-    except TemplateProblem as exc:
-        raise InvalidInput(exc.message, field=exc.field) from None
 
 
 def schedule_limit(*, now: datetime) -> datetime:
@@ -213,8 +155,8 @@ UPDATABLE = ("subject", "body", "html_body", "sender", "from_name", "reply_to", 
 
 
 def burst_change_allowed(*, burst: EmailBurst, actor: Member | None) -> bool:
-    """Whether `actor` may change or delete the burst as it stands (SPEC section 16): a
-    scheduled burst is already set to go, so changing or cancelling what will be sent
+    """Whether `actor` may change or delete the burst as it stands: a scheduled burst
+    is already set to go, so changing or cancelling what will be sent
     needs the send permission; a draft only the model's change permission, which the
     admin and the API check themselves. `actor=None` is the system itself."""
     return actor is None or burst.status != BurstStatus.SCHEDULED or actor.has_perm(SEND_PERMISSION)
@@ -380,77 +322,7 @@ def attachment_delete(*, attachment_id: int, actor: Member | None = None) -> Non
             transaction.on_commit(lambda: storage.delete(name))
 
 
-# --- recipients ---------------------------------------------------------------------------------
-
-
-def _recipients(burst: EmailBurst) -> QuerySet[Member]:
-    if burst.all_members:
-        return Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
-    return Member.objects.filter(email_bursts=burst)
-
-
-def skip_reason(
-    is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str
-) -> str:
-    if unsubscribed_at is not None:
-        return "Skipped: the member unsubscribed"
-    if not is_active:
-        return "Skipped: the member is inactive"
-    if last_status == DeliveryStatus.NOT_FOUND and (last_email or "").lower() == email.lower():
-        return "Skipped: suppressed, the last delivery to this address was not_found"
-    return ""
-
-
-def _last_attempts(member_ids: list[int], exclude_burst: int) -> dict[int, tuple[str, str]]:
-    """(status, address) of each member's last delivery that actually went to SMTP,
-    for the few members who ever had a not_found (a skipped delivery does not
-    lift a suppression)."""
-    flagged = list(
-        Delivery.objects.filter(member_id__in=member_ids, status=DeliveryStatus.NOT_FOUND)
-        .values_list("member_id", flat=True)
-        .distinct()
-    )
-    if not flagged:
-        return {}
-    last: dict[int, tuple[str, str]] = {}
-    rows = (
-        Delivery.objects.filter(member_id__in=flagged)
-        .exclude(burst_id=exclude_burst)
-        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
-        .order_by("member_id", "-id")
-        .values_list("member_id", "status", "email")
-    )
-    for member_id, status, email in rows:
-        last.setdefault(member_id, (status, email))
-    return last
-
-
-def recipient_batches(burst: EmailBurst, size: int = CREATE_BATCH):
-    """Stream the burst's recipients in batches of (member id, address, skip reason).
-
-    Memory stays flat: one batch at a time, read by primary-key ranges rather than
-    through an open cursor, because the caller writes between batches (on SQLite
-    a connection cannot write while its own read is still open and others have
-    committed since)."""
-    rows = _recipients(burst).order_by("pk").values_list("pk", "email", "is_active", "unsubscribed_at")
-    last = 0
-    while True:
-        batch = list(rows.filter(pk__gt=last)[:size])
-        if not batch:
-            return
-        last = batch[-1][0]
-        yield _with_reasons(batch, burst.pk)
-        if len(batch) < size:
-            return
-
-
-def _with_reasons(batch: list[tuple], burst_id: int) -> list[tuple[int, str, str]]:
-    last = _last_attempts([row[0] for row in batch], burst_id)
-    out = []
-    for pk, email, is_active, unsubscribed_at in batch:
-        status, last_email = last.get(pk, (None, None))
-        out.append((pk, email, skip_reason(is_active, unsubscribed_at, status, last_email, email)))
-    return out
+# --- deliveries ---------------------------------------------------------------------------------
 
 
 def burst_create_deliveries(*, burst_id: int) -> int:
@@ -464,7 +336,7 @@ def burst_create_deliveries(*, burst_id: int) -> int:
     if burst.deliveries_ready:
         return 0
     created = 0
-    for batch in recipient_batches(burst, size=CREATE_BATCH):
+    for batch in selectors.recipient_batches(burst, size=CREATE_BATCH):
         now = timezone.now()
         rows = [
             Delivery(
@@ -520,47 +392,43 @@ def _locked(burst_id: int) -> EmailBurst:
         raise NotFound(f"email burst {burst_id} does not exist", field="id") from None
 
 
-def _move(burst: EmailBurst, to: str, verb: str) -> None:
-    if not burst.can_become(to):
-        raise IllegalState(f"Cannot {verb} a burst that is {burst.status}.")
-    burst.status = to
+def burst_transition(*, burst: EmailBurst, action: BurstAction, **changes: Any) -> EmailBurst:
+    """The one function that changes a burst's status: move the burst by `action` as
+    BURST_TRANSITIONS says (IllegalState when the table has no such move), set the
+    other fields in `changes`, and save them. `burst` must be locked by the caller's
+    transaction (`select_for_update`), so that no other move happens in between."""
+    burst.status = burst_action_target(status=burst.status, action=action)
+    for name, value in changes.items():
+        setattr(burst, name, value)
+    burst.save(update_fields=["status", *changes, "updated_at"])
+    return burst
 
 
 def burst_send(*, burst_id: int) -> EmailBurst:
     """Start sending now: validate, create deliveries (or a task that does), enqueue chunks."""
     with transaction.atomic():
         burst = _locked(burst_id)
-        if burst.status not in (BurstStatus.DRAFT, BurstStatus.SCHEDULED):
-            raise IllegalState(f"Only a draft or scheduled burst can be sent; this one is {burst.status}.")
+        # Refused for its state before its content is looked at.
+        burst_action_target(status=burst.status, action=BurstAction.SEND)
         burst_validate(
             subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
         )
         # Rows may predate today's validation: check what goes into headers again.
-        burst.sender = _valid_address("sender", burst.sender)
-        if burst.reply_to:
-            burst.reply_to = _valid_address("reply_to", burst.reply_to)
-        recipients = _recipients(burst)
-        count = recipients.count()
+        sender = _valid_address("sender", burst.sender)
+        reply_to = _valid_address("reply_to", burst.reply_to) if burst.reply_to else burst.reply_to
+        count = selectors.burst_recipients(burst).count()
         if not count:
             raise InvalidInput("the burst has no recipients", field="recipients")
-        _move(burst, BurstStatus.SENDING, "send")
-        burst.started_at = timezone.now()
-        burst.finished_at = None
-        burst.pause_reason = ""
-        burst.deliveries_ready = False
-        burst.connection_failures = 0
-        burst.save(
-            update_fields=[
-                "sender",
-                "reply_to",
-                "connection_failures",
-                "status",
-                "started_at",
-                "finished_at",
-                "pause_reason",
-                "deliveries_ready",
-                "updated_at",
-            ]
+        burst_transition(
+            burst=burst,
+            action=BurstAction.SEND,
+            sender=sender,
+            reply_to=reply_to,
+            connection_failures=0,
+            started_at=timezone.now(),
+            finished_at=None,
+            pause_reason="",
+            deliveries_ready=False,
         )
         if count <= INLINE_DELIVERY_LIMIT:
             burst_create_deliveries(burst_id=burst.pk)
@@ -579,9 +447,7 @@ def burst_schedule(*, burst_id: int, send_at: datetime) -> EmailBurst:
         burst_validate(
             subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
         )
-        _move(burst, BurstStatus.SCHEDULED, "schedule")
-        burst.scheduled_at = send_at
-        burst.save(update_fields=["status", "scheduled_at", "updated_at"])
+        burst_transition(burst=burst, action=BurstAction.SCHEDULE, scheduled_at=send_at)
         from campaigns import tasks
 
         transaction.on_commit(lambda: tasks.enqueue_scheduled(burst_id=burst.pk, send_at=send_at))
@@ -592,7 +458,9 @@ def burst_send_if_due(*, burst_id: int, slot: datetime | None = None) -> bool:
     """Start a scheduled burst whose time has come, exactly once.
 
     `slot` is the scheduled time a delayed task was created for: a burst that was
-    rescheduled or cancelled since then is left alone."""
+    rescheduled or cancelled since then is left alone. A burst that cannot start
+    (no recipients left, a template that no longer compiles) is held: paused with
+    the reason."""
     with transaction.atomic():
         burst = EmailBurst.objects.select_for_update().filter(pk=burst_id).first()
         if burst is None or burst.status != BurstStatus.SCHEDULED or burst.scheduled_at is None:
@@ -604,40 +472,35 @@ def burst_send_if_due(*, burst_id: int, slot: datetime | None = None) -> bool:
         try:
             burst_send(burst_id=burst_id)
         except InvalidInput as exc:
-            burst.status = BurstStatus.PAUSED
-            burst.pause_reason = f"Could not start at the scheduled time: {exc.message}"
-            burst.save(update_fields=["status", "pause_reason", "updated_at"])
+            burst_transition(
+                burst=burst,
+                action=BurstAction.HOLD,
+                pause_reason=f"Could not start at the scheduled time: {exc.message}",
+            )
             return False
     return True
 
 
 def burst_pause(*, burst_id: int, reason: str = "Paused by staff", allow_paused: bool = False) -> EmailBurst:
+    """Pause a sending burst. `allow_paused`: a burst that is no longer sending is left
+    as it is instead of refused (a fault noticed after staff paused or cancelled it)."""
     with transaction.atomic():
         burst = _locked(burst_id)
-        if allow_paused and burst.status == BurstStatus.PAUSED:
+        if allow_paused and burst.status != BurstStatus.SENDING:
             return burst
-        if burst.status != BurstStatus.SENDING:
-            if allow_paused:  # the engine noticing a fault on a burst that stopped meanwhile
-                return burst
-            raise IllegalState(f"Only a sending burst can be paused; this one is {burst.status}.")
-        _move(burst, BurstStatus.PAUSED, "pause")
-        burst.pause_reason = reason[:2000]
-        burst.save(update_fields=["status", "pause_reason", "updated_at"])
+        burst_transition(burst=burst, action=BurstAction.PAUSE, pause_reason=reason[:2000])
     return burst
 
 
 def burst_resume(*, burst_id: int) -> EmailBurst:
     with transaction.atomic():
         burst = _locked(burst_id)
-        if burst.status != BurstStatus.PAUSED:
-            raise IllegalState(f"Only a paused burst can be resumed; this one is {burst.status}.")
-        _move(burst, BurstStatus.SENDING, "resume")
-        burst.pause_reason = ""
-        burst.connection_failures = 0
-        if burst.started_at is None:
-            burst.started_at = timezone.now()
-        burst.save(
-            update_fields=["status", "pause_reason", "connection_failures", "started_at", "updated_at"]
+        burst_transition(
+            burst=burst,
+            action=BurstAction.RESUME,
+            pause_reason="",
+            connection_failures=0,
+            started_at=burst.started_at or timezone.now(),
         )
         if burst.deliveries_ready:
             # Transient failures waiting for their retry time may go now.
@@ -655,13 +518,7 @@ def burst_resume(*, burst_id: int) -> EmailBurst:
 def burst_cancel(*, burst_id: int) -> EmailBurst:
     with transaction.atomic():
         burst = _locked(burst_id)
-        if burst.status not in (BurstStatus.SCHEDULED, BurstStatus.SENDING, BurstStatus.PAUSED):
-            raise IllegalState(
-                f"Only a scheduled, sending or paused burst can be cancelled; this one is {burst.status}."
-            )
-        _move(burst, BurstStatus.CANCELLED, "cancel")
-        burst.finished_at = timezone.now()
-        burst.save(update_fields=["status", "finished_at", "updated_at"])
+        burst_transition(burst=burst, action=BurstAction.CANCEL, finished_at=timezone.now())
         now = timezone.now()
         # Messages in flight finish with their real outcome; the worker holding
         # them marks the rest of its chunk skipped when it notices.
@@ -693,10 +550,7 @@ def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUS
         )
     with transaction.atomic():
         burst = _locked(burst_id)
-        if burst.status not in (BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT):
-            raise IllegalState(
-                f"Only a sending, paused or sent burst has deliveries to retry; this one is {burst.status}."
-            )
+        target = burst_action_target(status=burst.status, action=BurstAction.RETRY)
         count = Delivery.objects.filter(burst_id=burst.pk, status__in=wanted).update(
             status=DeliveryStatus.PENDING,
             attempts=0,
@@ -705,10 +559,9 @@ def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUS
             lease_expires_at=None,
             updated_at=timezone.now(),
         )
-        if count and burst.status == BurstStatus.SENT:
-            burst.status = BurstStatus.SENDING  # back to work; finishes again when done
-            burst.finished_at = None
-            burst.save(update_fields=["status", "finished_at", "updated_at"])
+        if count and target != burst.status:
+            # A sent burst is back at work; it finishes again when they are done.
+            burst_transition(burst=burst, action=BurstAction.RETRY, finished_at=None)
         if count and burst.status == BurstStatus.SENDING:
             transaction.on_commit(lambda: burst_dispatch(burst_id=burst.pk))
     return count
@@ -716,217 +569,41 @@ def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUS
 
 def burst_finish_if_done(*, burst_id: int) -> bool:
     """Mark a sending burst sent once all of its deliveries exist and none is pending."""
-    pending = Delivery.objects.filter(burst_id=OuterRef("pk"), status=DeliveryStatus.PENDING)
-    return bool(
-        EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True)
-        .exclude(Exists(pending))
-        .update(status=BurstStatus.SENT, finished_at=timezone.now(), updated_at=timezone.now())
-    )
+    finishing = EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True)
+    pending = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING)
+    # Looked at without a lock first: most calls (after every chunk) find work left.
+    if not finishing.exclude(Exists(pending)).exists():
+        return False
+    with transaction.atomic():
+        burst = finishing.select_for_update().first()
+        # Checked again under the lock: a retry may have re-queued deliveries meanwhile.
+        if burst is None or pending.exists():
+            return False
+        burst_transition(burst=burst, action=BurstAction.FINISH, finished_at=timezone.now())
+    return True
 
 
-# --- statistics ------------------------------------------------------------------------------------------
+def chunk_process(*, burst_id: int) -> ChunkResult:
+    """Send one chunk of the burst, then act on what the engine reports: pause the
+    burst for a whole-burst fault, finish it when its last delivery is done, and
+    queue chunks for when its transient failures may be tried again."""
+    result = chunk_send(burst_id=burst_id)
+    if result.fault:
+        burst_pause(burst_id=burst_id, reason=result.fault, allow_paused=True)
+    elif result.stopped == DONE:
+        burst_finish_if_done(burst_id=burst_id)
+    if result.retry_at:
+        from campaigns import tasks
 
-FAILED_KEYS = ("not_found", "failed", "connection_error", "other_error")
-
-
-@dataclass(frozen=True)
-class BurstStats:
-    email_burst_id: int
-    status: str
-    total_recipients: int
-    sent_count: int
-    failed_count: int
-    pending_count: int
-    skipped_count: int
-    success_rate: float
-    status_counts: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _count_annotations(prefix: str = "deliveries__") -> dict[str, Count]:
-    counts = {"n_total": Count(f"{prefix}id")} if prefix else {"n_total": Count("id")}
-    for status in DeliveryStatus.values:
-        counts[f"n_{status}"] = Count(f"{prefix}id", filter=Q(**{f"{prefix}status": status}))
-    return counts
-
-
-def success_rate(*, sent: int, total: int, skipped: int) -> float:
-    """SPEC's success rate: sent / (total - skipped) x 100, 2 places; 0 with nothing to send."""
-    to_send = total - skipped
-    return round(sent / to_send * 100, 2) if to_send else 0.0
-
-
-def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> BurstStats:
-    status_counts = {s: int(counts.get(f"n_{s}") or 0) for s in DeliveryStatus.values}
-    total = sum(status_counts.values())
-    skipped = status_counts["skipped"]
-    sent = status_counts["sent"]
-    return BurstStats(
-        email_burst_id=burst_id,
-        status=status,
-        total_recipients=total,
-        sent_count=sent,
-        failed_count=sum(status_counts[k] for k in FAILED_KEYS),
-        pending_count=status_counts["pending"],
-        skipped_count=skipped,
-        success_rate=success_rate(sent=sent, total=total, skipped=skipped),
-        status_counts=status_counts,
-    )
-
-
-def burst_stats(*, burst_id: int) -> BurstStats:
-    """SPEC section 4's figures, from one aggregate query."""
-    row = (
-        EmailBurst.objects.filter(pk=burst_id).values("pk", "status").annotate(**_count_annotations()).first()
-    )
-    if row is None:
-        raise NotFound(f"email burst {burst_id} does not exist", field="id")
-    return stats_from_counts(row["pk"], row["status"], row)
-
-
-def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
-    """Annotate `recipient_count`: deliveries once started, else members it would mail now."""
-    deliveries = (
-        Delivery.objects.filter(burst=OuterRef("pk"))
-        .order_by()
-        .values("burst")
-        .annotate(c=Count("*"))
-        .values("c")
-    )
-    chosen = (
-        Member.objects.filter(email_bursts=OuterRef("pk"), is_active=True, unsubscribed_at__isnull=True)
-        .order_by()
-        .values("email_bursts")
-        .annotate(c=Count("*"))
-        .values("c")
-    )
-    everyone = (
-        Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
-        .order_by()
-        .values("is_active")
-        .annotate(c=Count("*"))
-        .values("c")
-    )
-    would_mail = Case(
-        When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
-        default=Coalesce(Subquery(chosen), Value(0)),
-    )
-    delivered = Coalesce(Subquery(deliveries), Value(0))
-    return queryset.annotate(
-        recipient_count=Case(
-            When(status__in=[BurstStatus.DRAFT, BurstStatus.SCHEDULED], then=would_mail),
-            # Started, its deliveries still being created: whichever is further along.
-            When(
-                status__in=[BurstStatus.SENDING, BurstStatus.PAUSED],
-                deliveries_ready=False,
-                then=Greatest(delivered, would_mail),
-            ),
-            default=delivered,
-            output_field=IntegerField(),
-        )
-    )
-
-
-def burst_next_retry(*, burst_id: int) -> datetime | None:
-    """When every pending delivery waits for a retry: the earliest retry time."""
-    now = timezone.now()
-    row = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING).aggregate(
-        ready=Count("id", filter=Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)),
-        next_at=Min("next_attempt_at"),
-    )
-    return row["next_at"] if not row["ready"] else None
-
-
-# --- pre-flight, preview, test message ---------------------------------------------------------------------
-
-
-@dataclass
-class Preflight:
-    to_send: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    render_failures: list[tuple[int, str, str]] = field(default_factory=list)
-    render_checked: int = 0
-    template_error: str = ""
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
-
-def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int = 5000) -> Preflight:
-    """What a send would do now, without sending: counts, skip reasons, render failures."""
-    burst = EmailBurst.objects.get(pk=burst_id)
-    result = Preflight()
-    try:
-        burst_validate(
-            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
-        )
-    except InvalidInput as exc:
-        result.template_error = exc.message
-        return result
-    prepared = sending.prepare_burst(burst)
-    fields = ("pk", "email", "first_name", "middle_name", "last_name", "username")
-    # One request's worth of rendering: each member also keeps its own budget.
-    render_until = time.monotonic() + PREFLIGHT_RENDER_SECONDS
-    for batch in recipient_batches(burst):
-        reasons = {pk: reason for pk, _email, reason in batch if reason}
-        for reason in reasons.values():
-            result.skipped[reason] = result.skipped.get(reason, 0) + 1
-        result.to_send += len(batch) - len(reasons)
-        if (
-            len(result.render_failures) >= max_failures
-            or result.render_checked >= max_rendered
-            or time.monotonic() >= render_until
-        ):
-            continue  # counts stay exact; rendering is checked on a large sample
-        ids = [pk for pk, _email, reason in batch if not reason]
-        for row in Member.objects.filter(pk__in=ids).order_by("pk").values(*fields):
-            now = time.monotonic()
-            if now >= render_until:
-                break
-            result.render_checked += 1
-            try:
-                context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
-                prepared.build(
-                    delivery_id=0,
-                    to_email=row["email"],
-                    to_name="",
-                    context=context,
-                    deadline=min(render_until, now + settings.TEMPLATE_RENDER_TIMEOUT),
-                )
-            except Exception as exc:
-                if len(result.render_failures) < max_failures:
-                    result.render_failures.append((row["pk"], row["email"], str(exc)))
+        # One delayed chunk task per retry slot; the periodic recovery is the safety net.
+        earliest = min(result.retry_at)
+        delay = max(0.0, (earliest - timezone.now()).total_seconds()) + 0.5
+        for _ in range(math.ceil(len(result.retry_at) / settings.EMAIL_CHUNK_SIZE) or 1):
+            tasks.send_chunk.schedule((burst_id,), delay=delay)
     return result
 
 
-@dataclass(frozen=True)
-class Rendered:
-    subject: str
-    text: str
-    html: str | None
-
-
-def burst_preview(*, burst_id: int, member_id: int | None = None) -> Rendered:
-    burst = EmailBurst.objects.get(pk=burst_id)
-    member = (
-        Member.objects.filter(pk=member_id)
-        .values("pk", "email", "first_name", "middle_name", "last_name", "username")
-        .first()
-        if member_id
-        else None
-    )
-    row = member or {"pk": None, "email": "member@example.org"}
-    context = sending.context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
-    try:
-        subject, text, html = compile_burst(
-            subject=burst.subject, body=burst.body, html_body=burst.html_body
-        ).render(context)
-    except TemplateProblem as exc:
-        raise InvalidInput(exc.message, field=exc.field) from None
-    return Rendered(subject=subject, text=text, html=html)
+# --- test message -------------------------------------------------------------------------------------------
 
 
 def burst_send_test(*, burst_id: int, to_member: Member) -> str:
@@ -937,7 +614,7 @@ def burst_send_test(*, burst_id: int, to_member: Member) -> str:
     )
     if not to_member.email:
         raise InvalidInput("your account has no email address", field="email")
-    prepared = sending.prepare_burst(burst)
+    prepared = mime.prepare_burst(burst)
     row = {
         "email": to_member.email,
         "first_name": to_member.first_name,
@@ -945,8 +622,8 @@ def burst_send_test(*, burst_id: int, to_member: Member) -> str:
         "last_name": to_member.last_name,
         "username": to_member.username,
     }
-    context = sending.context_for(burst_subject=burst.subject, member=row, member_id=to_member.pk)
-    recipient = sending.encode_recipient(to_member.email)
+    context = mime.context_for(burst_subject=burst.subject, member=row, member_id=to_member.pk)
+    recipient = mime.encode_recipient(to_member.email)
     message = prepared.build(
         delivery_id=0,
         to_email=recipient,
@@ -954,7 +631,7 @@ def burst_send_test(*, burst_id: int, to_member: Member) -> str:
         context=context,
         subject_prefix="[TEST] ",
     )
-    with sending.SmtpSession() as smtp:
+    with SmtpSession() as smtp:
         outcome = smtp.deliver(prepared.envelope_from, recipient, message)
     if outcome.status != DeliveryStatus.SENT:
         raise ServiceError(f"The test message was not accepted: {outcome.error}")

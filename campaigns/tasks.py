@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
 
-from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, on_startup
 
-from campaigns import heartbeat, sending, services
+from campaigns import heartbeat, services
 
 logger = logging.getLogger(__name__)
 LAST_PERIODIC_KEY = "emailer:last-periodic-run"
@@ -29,13 +28,7 @@ def create_deliveries(burst_id: int) -> None:
 @db_task()
 def send_chunk(burst_id: int) -> None:
     with heartbeat.busy(burst_id=burst_id):
-        result = sending.chunk_send(burst_id=burst_id)
-    if result.retry_at:
-        # One delayed chunk task per retry slot; the periodic recovery is the safety net.
-        earliest = min(result.retry_at)
-        delay = max(0.0, (earliest - timezone.now()).total_seconds()) + 0.5
-        for _ in range(math.ceil(len(result.retry_at) / settings.EMAIL_CHUNK_SIZE) or 1):
-            send_chunk.schedule((burst_id,), delay=delay)
+        services.chunk_process(burst_id=burst_id)
 
 
 @db_task()
@@ -68,8 +61,6 @@ def publish_heartbeat() -> None:
 def recover_on_start() -> None:
     # A consumer that starts after a crash takes back expired leases at once
     # instead of waiting for the next periodic tick.
-    from django.db import close_old_connections
-
     close_old_connections()
     try:
         services.deliveries_recover()

@@ -7,8 +7,9 @@ an engine that knows only a whitelist of harmless tags and filters (no `load`,
 context of plain strings, so a template can reach nothing but the member's and
 the burst's fields.
 
-No template and no member's data can make a render build much or run long
-(SPEC section 16):
+No template and no member's data can make a render build much or run long (a
+render runs once per recipient inside a worker: one template or one member's
+name must not stall a burst, nor exhaust the worker's memory):
 
 - a rendered part is at most TEMPLATE_MAX_SIZE characters, and one render may
   process at most WORK_FACTOR times that (filter inputs and results, loop output);

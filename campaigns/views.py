@@ -5,7 +5,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from campaigns.sending import member_id_from_token
+from campaigns.engine.tokens import member_id_from_token
 from campaigns.services import member_unsubscribe
 from config.security import NO_SCRIPT
 from members.models import Member

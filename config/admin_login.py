@@ -1,4 +1,4 @@
-"""The admin login, throttled like the API's (SPEC section 16).
+"""The admin login, throttled like the API's: one rule for guessing passwords, whichever door.
 
 Both logins count failures through `members.services` (the same cache keys), so 10
 failures a minute for one username or from one address lock that username or
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
+from unfold.forms import AuthenticationForm
 
-from members.api import client_ip
-from members.services import LoginThrottled, login_failure_record, login_success_record, login_throttle_check
+from common.api import client_ip
+from common.errors import Throttled
+from members.services import login_failure_record, login_success_record, login_throttle_check
 
 THROTTLED_MESSAGE = "Too many failed login attempts. Try again in a minute."
 # Codes of AuthenticationForm's refusals that count as a failed attempt (a wrong
@@ -25,15 +26,17 @@ THROTTLED_MESSAGE = "Too many failed login attempts. Try again in a minute."
 FAILURE_CODES = frozenset({"invalid_login", "inactive"})
 
 
-class ThrottledAdminLoginForm(AdminAuthenticationForm):
-    error_messages = {**AdminAuthenticationForm.error_messages, "throttled": THROTTLED_MESSAGE}
+class ThrottledAdminLoginForm(AuthenticationForm):
+    """unfold's login form (its styled inputs), counting failures."""
+
+    error_messages = {**AuthenticationForm.error_messages, "throttled": THROTTLED_MESSAGE}
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
         ip = client_ip(self.request) if self.request is not None else "unknown"
         try:
             login_throttle_check(username=username, ip=ip)
-        except LoginThrottled:
+        except Throttled:
             raise ValidationError(self.error_messages["throttled"], code="throttled") from None
         try:
             cleaned = super().clean()

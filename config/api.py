@@ -1,10 +1,11 @@
-"""The JSON API (SPEC section 7), mounted at /api/.
+"""The JSON API, mounted at /api/.
 
 Routers live next to their models (members/api.py, campaigns/api.py); this
 module builds the API object and turns every refusal into a JSON answer with a
-declared status: 401/403 from the auth step, 404, 409 for an illegal state,
-413 for a body over the limit, 422 naming the field for invalid input (malformed
-JSON included), 429 for login throttling. Nothing a client sends is a 500.
+declared status: 401/403 from the auth step, a service error with the status of
+its type (common.api.error_status: 403, 404, 409, 413, 422 naming the field, 429
+with Retry-After), 413 for a body over the limit, 422 naming the field for
+invalid input (malformed JSON included). Nothing a client sends is a 500.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from ninja.parser import Parser
 from ninja_extra import NinjaExtraAPI
 from ninja_jwt import exceptions as jwt_exceptions
 
+from campaigns import heartbeat, tasks
 from campaigns.api import router as campaigns_router
-from campaigns.services import Forbidden, IllegalState, ServiceError, TooLarge
-from members.api import auth_router, body_size_check, members_router, staff_auth
-from members.schemas import ErrorOut, responses
-from members.services import LoginThrottled, MemberError
+from campaigns.engine import smtp_check
+from common.api import ErrorOut, body_size_check, error_status, responses, staff_auth
+from common.errors import ServiceError, Throttled
+from members.api import auth_router, members_router
 
 logger = logging.getLogger(__name__)
 
@@ -143,13 +145,6 @@ def on_token_input_error(request: HttpRequest, exc: jwt_exceptions.ValidationErr
     return invalid(request, items or [_item(["body"], str(detail.get("detail", "Invalid input.")))])
 
 
-@api.exception_handler(LoginThrottled)
-def on_login_throttled(request: HttpRequest, exc: LoginThrottled) -> HttpResponse:
-    response = api.create_response(request, {"detail": str(exc)}, status=429)
-    response["Retry-After"] = str(exc.wait)
-    return response
-
-
 @api.exception_handler(RequestDataTooBig)
 @api.exception_handler(TooManyFieldsSent)
 @api.exception_handler(TooManyFilesSent)
@@ -163,26 +158,18 @@ def on_bad_body(request: HttpRequest, exc: Exception) -> HttpResponse:
     return invalid(request, [_item(["body"], f"The request body could not be read: {exc}", "body_invalid")])
 
 
-@api.exception_handler(MemberError)
-def on_member_error(request: HttpRequest, exc: MemberError) -> HttpResponse:
-    if exc.status_code == 422:
-        field = exc.field or "body"
-        return invalid(request, [_item(["body", field], exc.message, field=field)])
-    return api.create_response(request, {"detail": exc.message}, status=exc.status_code)
-
-
 @api.exception_handler(ServiceError)
 def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
-    if isinstance(exc, IllegalState):
-        return api.create_response(request, {"detail": exc.message}, status=409)
-    if isinstance(exc, Forbidden):
-        return api.create_response(request, {"detail": exc.message}, status=403)
-    if isinstance(exc, TooLarge):
-        return api.create_response(request, {"detail": exc.message}, status=413)
-    if exc.field == "id":  # the burst disappeared (deleted meanwhile)
-        return api.create_response(request, {"detail": "Not Found"}, status=404)
-    field = exc.field or "body"
-    return invalid(request, [_item(["body", field], exc.message, field=field)])
+    status = error_status(exc)
+    if status == 422:
+        field = exc.field or "body"
+        return invalid(request, [_item(["body", field], exc.message, field=field)])
+    # A 404 reads like every other 404 of the API; the message naming the object is the admin's.
+    detail = "Not Found" if status == 404 else exc.message
+    response = api.create_response(request, {"detail": detail}, status=status)
+    if isinstance(exc, Throttled):
+        response["Retry-After"] = str(exc.wait)
+    return response
 
 
 # --- system: SMTP check and health --------------------------------------------------------
@@ -231,8 +218,6 @@ def test_emailer(request: HttpRequest):
     """Staff only. Connects to the configured SMTP server (EHLO, STARTTLS and AUTH when
     configured, QUIT) without sending mail. 503 with the reason (never a secret)
     when that fails."""
-    from campaigns.sending import smtp_check
-
     check = smtp_check()
     if check.ok:
         return {"status": "success", "message": check.message, "sender_email": settings.SENDER_EMAIL}
@@ -251,9 +236,6 @@ def health(request: HttpRequest):
     what the consumers are doing (`degraded`, still 200, when one is stuck on a chunk:
     the web keeps working, and staff can pause or cancel the burst) and the time of
     the last periodic task run (null before the first)."""
-    from campaigns.heartbeat import workers_report
-    from campaigns.tasks import last_periodic_run, queue_ping
-
     body_size_check(request)
     checks: dict[str, Any] = {}
     try:
@@ -264,19 +246,19 @@ def health(request: HttpRequest):
         logger.exception("health: database unreachable")
         checks["database"] = "error"
     try:
-        checks["queue"] = "ok" if queue_ping() else "error"
+        checks["queue"] = "ok" if tasks.queue_ping() else "error"
     except Exception:
         logger.exception("health: queue unreachable")
         checks["queue"] = "error"
     try:
-        checks["last_periodic_run"] = last_periodic_run()
+        checks["last_periodic_run"] = tasks.last_periodic_run()
     except Exception:
         logger.exception("health: last periodic run unknown")
         checks["last_periodic_run"] = None
     checks.update(workers="unknown", consumers=None, busy_chunks=None, oldest_chunk_seconds=None)
     if checks["queue"] == "ok":
         try:
-            report = workers_report()
+            report = heartbeat.workers_report()
             checks.update(
                 workers=report.status,
                 consumers=report.consumers,

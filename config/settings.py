@@ -1,6 +1,6 @@
 """Emailer settings.
 
-The environment is read here, once (SPEC section 3). Every value has a safe
+The environment is read here, once, so a mistake shows at start-up. Every value has a safe
 development default; a bad value stops start-up with a message naming the
 variable instead of failing later in a worker.
 """
@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "ninja_jwt.token_blacklist",
     "members",
     "campaigns",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -221,7 +222,7 @@ WHITENOISE_USE_FINDERS = True
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = _number("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 ATTACHMENT_MAX_SIZE = _number("ATTACHMENT_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
-# Per burst: every message carries every attachment (SPEC section 16).
+# Per burst: every message carries every attachment, so the sum is what each message weighs.
 ATTACHMENT_MAX_COUNT = _number("ATTACHMENT_MAX_COUNT", 20, minimum=1)
 ATTACHMENT_MAX_TOTAL = _number("ATTACHMENT_MAX_TOTAL", 25 * 1024 * 1024, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -283,7 +284,8 @@ EMAIL_MAX_ATTEMPTS = _number("EMAIL_MAX_ATTEMPTS", 4, minimum=1)
 EMAIL_RETRY_DELAY = _number("EMAIL_RETRY_DELAY", 60.0, cast=float)
 EMAIL_CLAIM_TIMEOUT = _number("EMAIL_CLAIM_TIMEOUT", 300.0, cast=float, allow_zero=False)
 EMAIL_PAUSE_AFTER = _number("EMAIL_PAUSE_AFTER", 10, minimum=1)
-# Burst templates render under limits no input can pass (SPEC section 16, campaigns/templating.py).
+# Burst templates render under limits no input can pass (campaigns/templating.py): staff-written
+# templates run in the web process and the workers.
 TEMPLATE_MAX_SIZE = _number("TEMPLATE_MAX_SIZE", 1_000_000, minimum=1000)
 TEMPLATE_MAX_LOOP_ITERATIONS = _number("TEMPLATE_MAX_LOOP_ITERATIONS", 10_000, minimum=1)
 TEMPLATE_RENDER_TIMEOUT = _number("TEMPLATE_RENDER_TIMEOUT", 1.0, cast=float, allow_zero=False)
@@ -380,6 +382,7 @@ LOGGING = {
         "huey": _app_logger,
         "campaigns": _app_logger,
         "members": _app_logger,
+        "devtools": _app_logger,
         "config": _app_logger,
     },
 }
@@ -395,7 +398,7 @@ UNFOLD = {
     "SITE_SYMBOL": "mail",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
-    "DASHBOARD_CALLBACK": "config.dashboard.dashboard_callback",
+    "DASHBOARD_CALLBACK": "campaigns.admin.dashboard.dashboard_callback",
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": True,

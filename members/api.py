@@ -1,110 +1,43 @@
-"""API authentication (login, token refresh and verify, the staff bearer check)
-and the member, staff and non-staff endpoints (SPEC section 7)."""
+"""The login endpoints (login, token refresh and verify) and the member, staff and
+non-staff endpoints. The staff bearer check itself is common.api.StaffAuth."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
-from ninja.errors import AuthorizationError
 from ninja.schema import DjangoGetter
 from ninja_jwt import exceptions as jwt_exceptions
-from ninja_jwt.authentication import JWTAuth
 from ninja_jwt.schema import TokenObtainPairInputSchema, TokenRefreshInputSchema, TokenVerifyInputSchema
 from pydantic import model_validator
 
-from members import services
-from members.models import Member
-from members.schemas import (
+from common.api import (
     OBJECT_ERRORS,
     UNSTORABLE,
+    UNSTORABLE_MESSAGE,
     ErrorOut,
+    ValidationErrorOut,
+    client_ip,
+    paginate,
+    responses,
+    staff_auth,
+)
+from common.errors import InvalidInput
+from members import selectors, services
+from members.models import Member
+from members.schemas import (
     MemberIn,
     MemberOut,
     MemberPage,
     MemberPatch,
     MemberQuery,
     TokenPairOut,
-    ValidationErrorOut,
     VerifiedOut,
-    paginate,
-    responses,
 )
 
-# --- authentication -------------------------------------------------------------------
-
-
-def body_size_check(request: HttpRequest, limit: int | None = None) -> None:
-    """413 for a declared body above the limit, before anything reads it."""
-    if limit is None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if limit is not None and length > limit:
-        raise RequestDataTooBig("Request body exceeded the size limit.")
-
-
-def attachment_body_limit() -> int:
-    """An upload may carry a whole attachment plus its multipart framing and form fields."""
-    return settings.ATTACHMENT_MAX_SIZE + (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
-
-
-class StaffAuth(JWTAuth):
-    """JWT bearer token (from `POST /api/login/`) of an active staff member.
-
-    Decided before the request body is read: no or a bad token is 401, a
-    non-staff member (or staff without the operation's permission) 403, then a
-    body above the size limit 413.
-    """
-
-    openapi_bearerFormat = "JWT"
-
-    def __init__(self, *, permission: str | None = None, body_limit: Callable[[], int] | None = None) -> None:
-        super().__init__()
-        self.permission = permission
-        self.body_limit = body_limit
-
-    def authenticate(self, request: HttpRequest, token: str) -> Member:
-        user = self.jwt_authenticate(request, token)
-        if not user.is_staff:
-            raise AuthorizationError(message="Staff access required.")
-        if self.permission and not user.has_perm(self.permission):
-            raise AuthorizationError(message=f"The {self.permission} permission is required.")
-        body_size_check(request, self.body_limit() if self.body_limit else None)
-        return user
-
-
-class SenderAuth(StaffAuth):
-    """JWT bearer token of an active staff member with the `campaigns.send_emailburst`
-    permission (superusers have it): sending, scheduling, pausing, resuming,
-    cancelling and retrying."""
-
-    def __init__(self) -> None:
-        super().__init__(permission="campaigns.send_emailburst")
-
-
-staff_auth = StaffAuth()
-sender_auth = SenderAuth()
-
-
-def client_ip(request: HttpRequest) -> str:
-    # Behind N trusted proxies (TRUSTED_PROXY_COUNT), the client is the address the
-    # outermost of them saw: the N-th from the right in X-Forwarded-For. Anything
-    # further left is whatever the client chose to send.
-    hops = settings.TRUSTED_PROXY_COUNT
-    if hops:
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR") or "unknown"
+# --- login and tokens ------------------------------------------------------------------
 
 
 class LoginIn(TokenObtainPairInputSchema):
@@ -159,7 +92,7 @@ def _check_strings(values: Any, names: tuple[str, ...]) -> Any:
         if not value:
             errors[name] = "This field may not be blank."
         elif UNSTORABLE.search(value):
-            errors[name] = "must not contain NUL characters or unpaired surrogates"
+            errors[name] = UNSTORABLE_MESSAGE
     if errors:
         raise jwt_exceptions.ValidationError(errors)
     return values
@@ -210,32 +143,45 @@ def token_verify(request: HttpRequest, body: VerifyIn):
 
 
 # --- members, staff, non-staff ---------------------------------------------------------
+#
+# Three views of one table: /members/ (everyone), /staff/ (is_staff) and /non-staff/;
+# an id outside the view is a 404. Staff accounts are created under /members/ only.
 
 members_router = Router(auth=staff_auth)
 
-# scope name -> (URL prefix, is_staff filter, OpenAPI tag)
-SCOPES: dict[str, tuple[str, bool | None, str]] = {
-    "members": ("/members/", None, "members"),
-    "staff": ("/staff/", True, "staff"),
-    "non_staff": ("/non-staff/", False, "non-staff"),
-}
+# The rights rule of members.services, as the OpenAPI descriptions state it.
+RIGHTS = (
+    "Rights: only a superuser may change `is_staff`, `is_superuser` (sending the current value "
+    "is no change), or anything of a superuser; only a superuser may change the `username`, "
+    "`email`, `password` or `is_active` of a staff user or a superuser, or delete one. Nobody, "
+    "superusers included, sets their own `password` here: that is the admin's password change "
+    "page (`/admin/password_change/`), which asks for the current one. A non-staff member's "
+    "password may be set by any staff member. A refused change is a 403 naming the rule and "
+    "changes nothing."
+)
+LIST_DOC = "Staff only. Ordered by id, paginated with `limit` (at most 500) and `offset`."
+CREATE_DOC = (
+    "Staff only; only a superuser may create staff or superusers (403 for anyone\n"
+    "else). A non-superuser may give the new (non-staff) member a password. 409 when\n"
+    "the email (case-insensitively) or username is taken."
+)
+REPLACE_DOC = (
+    "Staff only. Omitted optional fields are reset to their defaults, except `is_staff` "
+    "and `is_superuser` (unchanged) and `password` (unchanged).\n\n" + RIGHTS
+)
+UPDATE_DOC = "Staff only. Changes only the fields sent.\n\n" + RIGHTS
+DELETE_DOC = (
+    "Staff only; only a superuser may delete a staff user or a superuser (403 for\n"
+    "anyone else). Past deliveries stay in the statistics, without the address."
+)
 
 
-def _scoped(is_staff: bool | None) -> QuerySet[Member]:
-    queryset = Member.objects.order_by("id")
-    return queryset if is_staff is None else queryset.filter(is_staff=is_staff)
+def _member(member_id: int, *, is_staff: bool | None) -> Member:
+    return get_object_or_404(selectors.member_list(is_staff=is_staff), pk=member_id)
 
 
-def _search(queryset: QuerySet[Member], text: str | None) -> QuerySet[Member]:
-    for word in (text or "").split():
-        queryset = queryset.filter(
-            Q(username__icontains=word)
-            | Q(email__icontains=word)
-            | Q(first_name__icontains=word)
-            | Q(middle_name__icontains=word)
-            | Q(last_name__icontains=word)
-        )
-    return queryset
+def _page(query: MemberQuery, *, is_staff: bool | None) -> dict[str, Any]:
+    return paginate(selectors.member_list(is_staff=is_staff, search=query.search), query)
 
 
 def _replacement(payload: MemberIn) -> dict[str, Any]:
@@ -248,114 +194,237 @@ def _replacement(payload: MemberIn) -> dict[str, Any]:
     return fields
 
 
-# The rights rule of members.services, as the OpenAPI descriptions state it.
-RIGHTS = (
-    "Rights: only a superuser may change `is_staff`, `is_superuser` (sending the current value "
-    "is no change), or anything of a superuser; only a superuser may change the `username`, "
-    "`email`, `password` or `is_active` of a staff user or a superuser, or delete one. Nobody, "
-    "superusers included, sets their own `password` here: that is the admin's password change "
-    "page (`/admin/password_change/`), which asks for the current one. A non-staff member's "
-    "password may be set by any staff member. A refused change is a 403 naming the rule and "
-    "changes nothing."
+def _create(request: HttpRequest, payload: MemberIn, *, non_staff: bool = False) -> Status:
+    fields = _replacement(payload)
+    if non_staff and (fields.get("is_staff") or fields.get("is_superuser")):
+        field = "is_staff" if fields.get("is_staff") else "is_superuser"
+        raise InvalidInput("A non-staff member cannot be staff or superuser.", field=field)
+    return Status(201, services.member_create(actor=request.auth, **fields))
+
+
+def _replace(request: HttpRequest, member_id: int, payload: MemberIn, *, is_staff: bool | None) -> Member:
+    member = _member(member_id, is_staff=is_staff)
+    return services.member_update(actor=request.auth, member=member, **_replacement(payload))
+
+
+def _update(request: HttpRequest, member_id: int, payload: MemberPatch, *, is_staff: bool | None) -> Member:
+    member = _member(member_id, is_staff=is_staff)
+    return services.member_update(actor=request.auth, member=member, **payload.model_dump(exclude_unset=True))
+
+
+def _delete(request: HttpRequest, member_id: int, *, is_staff: bool | None) -> Status:
+    services.member_delete(actor=request.auth, member=_member(member_id, is_staff=is_staff))
+    return Status(204, None)
+
+
+# /members/: everyone
+
+
+@members_router.get(
+    "/members/",
+    response=responses({200: MemberPage}),
+    operation_id="members_list",
+    summary="List members",
+    description=LIST_DOC,
+    tags=["members"],
 )
+def members_list(request: HttpRequest, query: Query[MemberQuery]):
+    return _page(query, is_staff=None)
 
 
-def _add_scope(scope: str) -> None:
-    prefix, is_staff, tag = SCOPES[scope]
-    item = prefix + "{int:id}/"
-    what = {"members": "member", "staff": "staff user", "non_staff": "non-staff member"}[scope]
-
-    def get_member(member_id: int) -> Member:
-        return get_object_or_404(_scoped(is_staff), pk=member_id)
-
-    @members_router.get(
-        prefix,
-        response=responses({200: MemberPage}),
-        operation_id=f"{scope}_list",
-        summary=f"List {what}s",
-        tags=[tag],
-    )
-    def list_members(request: HttpRequest, query: Query[MemberQuery]):
-        """Staff only. Ordered by id, paginated with `limit` (at most 500) and `offset`."""
-        return paginate(_search(_scoped(is_staff), query.search), query)
-
-    if scope != "staff":
-
-        @members_router.post(
-            prefix,
-            response=responses({201: MemberOut}, s409=ErrorOut),
-            operation_id=f"{scope}_create",
-            summary=f"Create a {what}",
-            tags=[tag],
-        )
-        def create_member(request: HttpRequest, payload: MemberIn):
-            """Staff only; only a superuser may create staff or superusers (403 for anyone
-            else). A non-superuser may give the new (non-staff) member a password. 409 when
-            the email (case-insensitively) or username is taken."""
-            fields = _replacement(payload)
-            if is_staff is False and (fields.get("is_staff") or fields.get("is_superuser")):
-                field = "is_staff" if fields.get("is_staff") else "is_superuser"
-                return Status(422, _field_error(field, "A non-staff member cannot be staff or superuser."))
-            member = services.member_create(actor=request.auth, **fields)
-            return Status(201, member)
-
-    @members_router.get(
-        item,
-        response=responses({200: MemberOut}, errors=OBJECT_ERRORS),
-        operation_id=f"{scope}_get",
-        summary=f"Get a {what}",
-        tags=[tag],
-    )
-    def get_one(request: HttpRequest, id: int):
-        """Staff only."""
-        return get_member(id)
-
-    @members_router.put(
-        item,
-        response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
-        operation_id=f"{scope}_replace",
-        summary=f"Replace a {what}",
-        description=(
-            "Staff only. Omitted optional fields are reset to their defaults, except `is_staff` "
-            "and `is_superuser` (unchanged) and `password` (unchanged).\n\n" + RIGHTS
-        ),
-        tags=[tag],
-    )
-    def replace(request: HttpRequest, id: int, payload: MemberIn):
-        member = get_member(id)
-        return services.member_update(actor=request.auth, member=member, **_replacement(payload))
-
-    @members_router.patch(
-        item,
-        response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
-        operation_id=f"{scope}_update",
-        summary=f"Update a {what}",
-        description="Staff only. Changes only the fields sent.\n\n" + RIGHTS,
-        tags=[tag],
-    )
-    def update(request: HttpRequest, id: int, payload: MemberPatch):
-        member = get_member(id)
-        return services.member_update(
-            actor=request.auth, member=member, **payload.model_dump(exclude_unset=True)
-        )
-
-    @members_router.delete(
-        item,
-        response=responses({204: None}, errors=OBJECT_ERRORS),
-        operation_id=f"{scope}_delete",
-        summary=f"Delete a {what}",
-        tags=[tag],
-    )
-    def delete(request: HttpRequest, id: int):
-        """Staff only; only a superuser may delete a staff user or a superuser (403 for
-        anyone else). Past deliveries stay in the statistics, without the address."""
-        services.member_delete(actor=request.auth, member=get_member(id))
-        return Status(204, None)
+@members_router.post(
+    "/members/",
+    response=responses({201: MemberOut}, s409=ErrorOut),
+    operation_id="members_create",
+    summary="Create a member",
+    description=CREATE_DOC,
+    tags=["members"],
+)
+def members_create(request: HttpRequest, payload: MemberIn):
+    return _create(request, payload)
 
 
-def _field_error(field: str, message: str) -> dict[str, Any]:
-    return {"detail": [{"loc": ["body", field], "field": field, "msg": message, "type": "value_error"}]}
+@members_router.get(
+    "/members/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS),
+    operation_id="members_get",
+    summary="Get a member",
+    description="Staff only.",
+    tags=["members"],
+)
+def members_get(request: HttpRequest, id: int):
+    return _member(id, is_staff=None)
 
 
-for _scope in SCOPES:
-    _add_scope(_scope)
+@members_router.put(
+    "/members/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="members_replace",
+    summary="Replace a member",
+    description=REPLACE_DOC,
+    tags=["members"],
+)
+def members_replace(request: HttpRequest, id: int, payload: MemberIn):
+    return _replace(request, id, payload, is_staff=None)
+
+
+@members_router.patch(
+    "/members/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="members_update",
+    summary="Update a member",
+    description=UPDATE_DOC,
+    tags=["members"],
+)
+def members_update(request: HttpRequest, id: int, payload: MemberPatch):
+    return _update(request, id, payload, is_staff=None)
+
+
+@members_router.delete(
+    "/members/{int:id}/",
+    response=responses({204: None}, errors=OBJECT_ERRORS),
+    operation_id="members_delete",
+    summary="Delete a member",
+    description=DELETE_DOC,
+    tags=["members"],
+)
+def members_delete(request: HttpRequest, id: int):
+    return _delete(request, id, is_staff=None)
+
+
+# /staff/: staff users (no create: staff accounts are made under /members/)
+
+
+@members_router.get(
+    "/staff/",
+    response=responses({200: MemberPage}),
+    operation_id="staff_list",
+    summary="List staff users",
+    description=LIST_DOC,
+    tags=["staff"],
+)
+def staff_list(request: HttpRequest, query: Query[MemberQuery]):
+    return _page(query, is_staff=True)
+
+
+@members_router.get(
+    "/staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS),
+    operation_id="staff_get",
+    summary="Get a staff user",
+    description="Staff only.",
+    tags=["staff"],
+)
+def staff_get(request: HttpRequest, id: int):
+    return _member(id, is_staff=True)
+
+
+@members_router.put(
+    "/staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="staff_replace",
+    summary="Replace a staff user",
+    description=REPLACE_DOC,
+    tags=["staff"],
+)
+def staff_replace(request: HttpRequest, id: int, payload: MemberIn):
+    return _replace(request, id, payload, is_staff=True)
+
+
+@members_router.patch(
+    "/staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="staff_update",
+    summary="Update a staff user",
+    description=UPDATE_DOC,
+    tags=["staff"],
+)
+def staff_update(request: HttpRequest, id: int, payload: MemberPatch):
+    return _update(request, id, payload, is_staff=True)
+
+
+@members_router.delete(
+    "/staff/{int:id}/",
+    response=responses({204: None}, errors=OBJECT_ERRORS),
+    operation_id="staff_delete",
+    summary="Delete a staff user",
+    description=DELETE_DOC,
+    tags=["staff"],
+)
+def staff_delete(request: HttpRequest, id: int):
+    return _delete(request, id, is_staff=True)
+
+
+# /non-staff/: members without staff access
+
+
+@members_router.get(
+    "/non-staff/",
+    response=responses({200: MemberPage}),
+    operation_id="non_staff_list",
+    summary="List non-staff members",
+    description=LIST_DOC,
+    tags=["non-staff"],
+)
+def non_staff_list(request: HttpRequest, query: Query[MemberQuery]):
+    return _page(query, is_staff=False)
+
+
+@members_router.post(
+    "/non-staff/",
+    response=responses({201: MemberOut}, s409=ErrorOut),
+    operation_id="non_staff_create",
+    summary="Create a non-staff member",
+    description=CREATE_DOC,
+    tags=["non-staff"],
+)
+def non_staff_create(request: HttpRequest, payload: MemberIn):
+    return _create(request, payload, non_staff=True)
+
+
+@members_router.get(
+    "/non-staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS),
+    operation_id="non_staff_get",
+    summary="Get a non-staff member",
+    description="Staff only.",
+    tags=["non-staff"],
+)
+def non_staff_get(request: HttpRequest, id: int):
+    return _member(id, is_staff=False)
+
+
+@members_router.put(
+    "/non-staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="non_staff_replace",
+    summary="Replace a non-staff member",
+    description=REPLACE_DOC,
+    tags=["non-staff"],
+)
+def non_staff_replace(request: HttpRequest, id: int, payload: MemberIn):
+    return _replace(request, id, payload, is_staff=False)
+
+
+@members_router.patch(
+    "/non-staff/{int:id}/",
+    response=responses({200: MemberOut}, errors=OBJECT_ERRORS, s409=ErrorOut),
+    operation_id="non_staff_update",
+    summary="Update a non-staff member",
+    description=UPDATE_DOC,
+    tags=["non-staff"],
+)
+def non_staff_update(request: HttpRequest, id: int, payload: MemberPatch):
+    return _update(request, id, payload, is_staff=False)
+
+
+@members_router.delete(
+    "/non-staff/{int:id}/",
+    response=responses({204: None}, errors=OBJECT_ERRORS),
+    operation_id="non_staff_delete",
+    summary="Delete a non-staff member",
+    description=DELETE_DOC,
+    tags=["non-staff"],
+)
+def non_staff_delete(request: HttpRequest, id: int):
+    return _delete(request, id, is_staff=False)

@@ -5,6 +5,3 @@ class MembersConfig(AppConfig):
     name = "members"
     verbose_name = "Members"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from members import signals  # noqa: F401

@@ -6,10 +6,11 @@ makes that row *invalid* with a reason instead of being imported. The admin lets
 staff confirm the valid rows while the invalid ones are left out; any other failure
 rolls the whole import back (`use_transactions`).
 
-An import never changes a staff user or a superuser (SPEC section 16), whoever
-imports: a row whose address is theirs, in any case, is refused as invalid with the
-reason, and no column can set ``is_staff``, ``is_superuser``, groups, permissions or
-a password (those are not import fields; ``is_staff`` is export-only).
+An import never changes a staff user or a superuser, whoever imports: a file is no
+way around the rights rule of members.services. A row whose address is theirs, in
+any case, is refused as invalid with the reason, and no column can set ``is_staff``,
+``is_superuser``, groups, permissions or a password (those are not import fields;
+``is_staff`` is export-only).
 
 Exported text cells that a spreadsheet would run as a formula (starting with
 ``= + - @``, tab or CR) get a leading ``'`` (OWASP CSV injection); the same quote is

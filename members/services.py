@@ -1,8 +1,9 @@
 """Member services: create, update, delete, plus the API's login bookkeeping.
 
 Keyword-only functions named ``<entity>_<action>``, shared by the API (and
-anything else that changes members on a user's behalf). They raise
-``MemberError`` subclasses; the API turns them into 403 / 409 / 422 answers.
+anything else that changes members on a user's behalf). They raise the
+``common.errors`` types (Forbidden, Conflict, InvalidInput, NotFound, Throttled);
+the API answers each with its status.
 The rights rule (who may change what on whom) lives here too and is what the
 admin, the API and the import apply.
 """
@@ -26,37 +27,8 @@ from ninja_jwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from ninja_jwt.tokens import RefreshToken, UntypedToken
 from ninja_jwt.utils import datetime_from_epoch
 
+from common.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled
 from members.models import Member
-
-
-class MemberError(Exception):
-    """A refused member change; ``field`` names the offending input when there is one."""
-
-    status_code = 422
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class MemberForbidden(MemberError):
-    status_code = 403
-
-
-class MemberConflict(MemberError):
-    status_code = 409
-
-
-class MemberInvalid(MemberError):
-    status_code = 422
-
-
-class MemberGone(MemberError):
-    """Deleted while the request was under way."""
-
-    status_code = 404
-
 
 # Fields a caller may set, and what a full replacement (PUT) resets them to.
 MEMBER_DEFAULTS: dict[str, Any] = {
@@ -70,7 +42,7 @@ MEMBER_DEFAULTS: dict[str, Any] = {
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser")
 WRITABLE_FIELDS = frozenset({"username", "email", *MEMBER_DEFAULTS, *PRIVILEGE_FIELDS})
 
-# --- rights (SPEC section 16) -----------------------------------------------------------
+# --- rights -----------------------------------------------------------------------------
 #
 # The one rule the admin, the API and the import apply. A superuser may change anything
 # on anyone. Anyone else:
@@ -116,7 +88,7 @@ def member_delete_allowed(*, actor: Member, member: Member) -> bool:
 
 
 def member_change_check(*, actor: Member, member: Member | None, changes: Iterable[str]) -> None:
-    """Raise ``MemberForbidden`` naming the rule unless ``actor`` may make these changes.
+    """Raise ``Forbidden`` naming the rule unless ``actor`` may make these changes.
 
     ``changes`` names the fields whose value would differ (``password`` when one is set);
     ``member`` is the stored member, ``None`` for a new one. Any write to a superuser by
@@ -124,18 +96,16 @@ def member_change_check(*, actor: Member, member: Member | None, changes: Iterab
     """
     changes = set(changes)
     if member is not None and "password" in changes and member.pk == actor.pk:
-        raise MemberForbidden(OWN_PASSWORD_RULE, field="password")
+        raise Forbidden(OWN_PASSWORD_RULE, field="password")
     if member is not None and not member_change_allowed(actor=actor, member=member):
-        raise MemberForbidden("Only a superuser may change a superuser.")
+        raise Forbidden("Only a superuser may change a superuser.")
     locked = sorted(changes & member_locked_fields(actor=actor, member=member))
     if not locked:
         return
     name = locked[0]
     if name in RIGHTS_FIELDS:
-        raise MemberForbidden(f"Only a superuser may change {name}.", field=name)
-    raise MemberForbidden(
-        f"Only a superuser may change the {name} of a staff user or a superuser.", field=name
-    )
+        raise Forbidden(f"Only a superuser may change {name}.", field=name)
+    raise Forbidden(f"Only a superuser may change the {name} of a staff user or a superuser.", field=name)
 
 
 def _changed(member: Member, fields: dict[str, Any]) -> set[str]:
@@ -146,9 +116,9 @@ def _changed(member: Member, fields: dict[str, Any]) -> set[str]:
 def _check_unique(*, member: Member, fields: dict[str, Any]) -> None:
     others = Member.objects.exclude(pk=member.pk) if member.pk else Member.objects.all()
     if "email" in fields and others.filter(email__iexact=fields["email"]).exists():
-        raise MemberConflict("A member with this email address already exists.", field="email")
+        raise Conflict("A member with this email address already exists.", field="email")
     if "username" in fields and others.filter(username=fields["username"]).exists():
-        raise MemberConflict("A member with this username already exists.", field="username")
+        raise Conflict("A member with this username already exists.", field="username")
 
 
 def _set_password(member: Member, password: str | None) -> None:
@@ -157,7 +127,7 @@ def _set_password(member: Member, password: str | None) -> None:
     try:
         password_validation.validate_password(password, member)
     except DjangoValidationError as exc:
-        raise MemberInvalid(" ".join(exc.messages), field="password") from None
+        raise InvalidInput(" ".join(exc.messages), field="password") from None
     member.set_password(password)
 
 
@@ -167,7 +137,7 @@ def _save(member: Member) -> Member:
             member.save()
     except IntegrityError:
         # A concurrent request took the address or username between the check and the insert.
-        raise MemberConflict("A member with this email address or username already exists.") from None
+        raise Conflict("A member with this email address or username already exists.") from None
     return member
 
 
@@ -213,16 +183,16 @@ def _locked(member: Member) -> Member:
     what is stored now, not on what the caller read earlier."""
     stored = Member.objects.select_for_update().filter(pk=member.pk).first()
     if stored is None:
-        raise MemberGone("Not Found")
+        raise NotFound("Not Found")
     return stored
 
 
 def member_update(*, actor: Member, member: Member, password: str | None = None, **fields: Any) -> Member:
     """Change the given fields (a PUT passes all of them, a PATCH only those sent), within
-    the rights above: a refused change raises ``MemberForbidden`` and changes nothing."""
+    the rights above: a refused change raises ``Forbidden`` and changes nothing."""
     unknown = set(fields) - WRITABLE_FIELDS
     if unknown:
-        raise MemberInvalid(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+        raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "email" in fields:
         fields["email"] = Member.objects.normalize_email(fields["email"])
     with transaction.atomic():
@@ -237,11 +207,11 @@ def member_update(*, actor: Member, member: Member, password: str | None = None,
 
 
 def member_delete(*, actor: Member, member: Member) -> None:
-    """Delete a member; their past deliveries stay, without the address (members.signals)."""
+    """Delete a member; their past deliveries stay, without the address (campaigns.signals)."""
     with transaction.atomic():
         member = _locked(member)
         if not member_delete_allowed(actor=actor, member=member):
-            raise MemberForbidden("Only a superuser may delete a staff user or a superuser.")
+            raise Forbidden("Only a superuser may delete a staff user or a superuser.")
         member.delete()
 
 
@@ -251,10 +221,7 @@ LOGIN_MAX_FAILURES = 10
 LOGIN_WINDOW_SECONDS = 60
 
 
-class LoginThrottled(Exception):
-    def __init__(self, wait: int) -> None:
-        super().__init__("Too many failed login attempts. Try again later.")
-        self.wait = wait
+LOGIN_THROTTLED = "Too many failed login attempts. Try again later."
 
 
 def _login_keys(*, username: str, ip: str) -> list[str]:
@@ -266,7 +233,7 @@ def login_throttle_check(*, username: str, ip: str) -> None:
     """Refuse a login attempt once a username or an address failed too often this minute."""
     counts = cache.get_many(_login_keys(username=username, ip=ip))
     if any(count >= LOGIN_MAX_FAILURES for count in counts.values()):
-        raise LoginThrottled(LOGIN_WINDOW_SECONDS)
+        raise Throttled(LOGIN_THROTTLED, wait=LOGIN_WINDOW_SECONDS)
 
 
 def login_failure_record(*, username: str, ip: str) -> None:

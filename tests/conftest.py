@@ -1,7 +1,8 @@
 """Shared fixtures: a small named cast, and the switches for real services.
 
 Tests that need PostgreSQL, Redis or chromium skip with a reason when those are
-not configured, and fail instead when REQUIRE_SERVICES=1 (SPEC section 2).
+not configured, and fail instead when REQUIRE_SERVICES=1, so that CI's services
+run cannot pass by skipping what it was meant to exercise.
 """
 
 from __future__ import annotations
@@ -94,36 +95,46 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
 
 @pytest.fixture
 def superuser(db):
-    from members.models import Member
+    from tests.factories import SuperuserFactory
 
-    return Member.objects.create_superuser(
-        username="root", email="root@example.test", password="root-pass-1234"
+    return SuperuserFactory(
+        username="root", email="root@example.test", password="root-pass-1234", first_name="", last_name=""
     )
 
 
 @pytest.fixture
 def staff_user(db):
-    from django.contrib.auth.models import Permission
+    """Staff with every campaigns and members permission, send_emailburst included."""
+    from tests.factories import StaffFactory
 
-    from members.models import Member
-
-    user = Member.objects.create_user(
+    return StaffFactory(
         username="sam.staff",
         email="sam.staff@example.test",
         password="staff-pass-1234",
         first_name="Sam",
         last_name="Staff",
-        is_staff=True,
     )
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["campaigns", "members"]))
-    return user
+
+
+@pytest.fixture
+def editor(db):
+    """Staff who may view and edit bursts and members but not send."""
+    from tests.factories import EditorFactory
+
+    return EditorFactory(
+        username="eddie.editor",
+        email="eddie@example.test",
+        password="editor-pass-1234",
+        first_name="",
+        last_name="",
+    )
 
 
 @pytest.fixture
 def member(db):
-    from members.models import Member
+    from tests.factories import MemberFactory
 
-    return Member.objects.create_user(
+    return MemberFactory(
         username="ada",
         email="ada@example.test",
         password="member-pass-1234",

@@ -1,5 +1,5 @@
 # Add to tests/conftest.py:  pytest_plugins = ["tests.smtpd"]
-"""Fixtures running a real SMTP server (campaigns.smtp_sink.SinkServer) for tests.
+"""Fixtures running a real SMTP server (devtools.smtp_sink.SinkServer) for tests.
 
 - `smtp_server`: a SinkServer on a free port of 127.0.0.1, messages kept in memory,
   stopped after the test.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from campaigns.smtp_sink import SinkServer
+from devtools.smtp_sink import SinkServer
 
 __all__ = ["point_email_settings", "smtp_server", "smtp_server_factory", "smtp_settings"]
 

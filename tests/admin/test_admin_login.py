@@ -1,5 +1,5 @@
-"""The admin login is throttled like the API's, on the same counters (SPEC section 16,
-issue 8 point 7): 10 failures a minute per username or per address, then even the
+"""The admin login is throttled like the API's, on the same counters (issue 8
+point 7): 10 failures a minute per username or per address, then even the
 right password is refused with a clear message."""
 
 from __future__ import annotations

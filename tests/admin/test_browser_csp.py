@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
+from campaigns.engine.tokens import unsubscribe_url
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
-from campaigns.sending import unsubscribe_url
 from tests.admin.browser import login
-from tests.admin.conftest import add_deliveries, make_burst, make_members
 from tests.admin.csp_watch import csp_violations, settle, watch_csp
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -50,14 +50,16 @@ def watched(page):
 
 def test_the_main_pages_work_without_a_violation(watched, superuser, live_server):
     page = watched
-    members = make_members(30, prefix="csp")
-    draft = make_burst(
-        "Spring news for {{ member.first_name }}",
+    members = MemberFactory.create_bulk(30, prefix="csp")
+    draft = BurstFactory(
+        subject="Spring news for {{ member.first_name }}",
         recipients=members[:10],
         html_body='<h1 id="greeting">Hello {{ member.first_name }}</h1><img src="https://example.test/logo.png" alt="">',
     )
-    sent = make_burst("Winter gala", status=BurstStatus.SENT, recipients=members, started_at=timezone.now())
-    add_deliveries(sent, members, lambda i: OUTCOMES[i % len(OUTCOMES)])
+    sent = BurstFactory(
+        subject="Winter gala", status=BurstStatus.SENT, recipients=members, started_at=timezone.now()
+    )
+    DeliveryFactory.create_for(sent, members, status=lambda i: OUTCOMES[i % len(OUTCOMES)])
     login(page, "root", "root-pass-1234")
 
     open_page(page, "/admin/")
@@ -109,9 +111,11 @@ def test_the_main_pages_work_without_a_violation(watched, superuser, live_server
 
 def test_the_live_progress_bar_updates_under_the_policy(watched, superuser, live_server):
     page = watched
-    members = make_members(4, prefix="live")
-    burst = make_burst("Going out", status=BurstStatus.SENDING, recipients=members, started_at=timezone.now())
-    add_deliveries(burst, members, lambda i: DeliveryStatus.PENDING)
+    members = MemberFactory.create_bulk(4, prefix="live")
+    burst = BurstFactory(
+        subject="Going out", status=BurstStatus.SENDING, recipients=members, started_at=timezone.now()
+    )
+    DeliveryFactory.create_for(burst, members, status=DeliveryStatus.PENDING)
     login(page, "root", "root-pass-1234")
     open_page(page, f"/admin/campaigns/emailburst/{burst.pk}/change/")
     assert page.locator("#progress-percent").get_attribute("data-percent") in ("0", "0.0")

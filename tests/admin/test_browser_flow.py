@@ -1,5 +1,5 @@
 """The whole staff workflow in a real browser, against a live server, a real
-`run_huey` consumer subprocess and an aiosmtpd sink (SPEC section 6, issue 5 item 9).
+`run_huey` consumer subprocess and an aiosmtpd sink (issue 5 item 9).
 
 log in → import 50 members (3 bad rows shown in the preview) → confirm: 47 members →
 create a burst for all members → pre-flight → "Send now" bulk action → the progress

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from campaigns.models import BurstStatus, DeliveryStatus
 from tests.admin.browser import login, screenshot
-from tests.admin.conftest import add_deliveries, make_burst, make_members
 from tests.admin.csp_watch import csp_violations, watch_csp
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,19 +24,20 @@ OUTCOMES = [DeliveryStatus.SENT] * 8 + [
 
 
 def test_gallery(page, superuser, live_server):
-    members = make_members(60, prefix="gal")
+    members = MemberFactory.create_bulk(60, prefix="gal")
     members[0].unsubscribed_at = members[0].date_joined
     members[0].save()
-    draft = make_burst(
-        "Spring news for {{ member.first_name }}",
+    draft = BurstFactory(
+        subject="Spring news for {{ member.first_name }}",
         recipients=members[:12],
         html_body="<h1>Hello {{ member.first_name }}</h1><p>Our spring programme is out.</p>",
         from_name="The Society",
     )
-    sent = make_burst("Winter gala", status=BurstStatus.SENT, recipients=members)
-    add_deliveries(sent, members, lambda i: OUTCOMES[i % len(OUTCOMES)])
-    scheduled = make_burst(
-        "Summer picnic",
+    sent = BurstFactory(subject="Winter gala", status=BurstStatus.SENT, recipients=members)
+    # outcomes over three days, for the dashboard's chart
+    DeliveryFactory.create_for(sent, members, status=lambda i: OUTCOMES[i % len(OUTCOMES)], spread_days=3)
+    scheduled = BurstFactory(
+        subject="Summer picnic",
         status=BurstStatus.SCHEDULED,
         all_members=True,
         scheduled_at=timezone.now() + timedelta(days=3),

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from campaigns.sending import unsubscribe_url
+from campaigns.engine.tokens import unsubscribe_url
 from tests.admin.browser import login, screenshot
 from tests.admin.csp_watch import csp_violations, settle, watch_csp
 from tests.admin.xss_world import FIRST_NAME, LAST_NAME, admin_pages, hostile_world, img

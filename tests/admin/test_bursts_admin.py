@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zoneinfo
 from datetime import datetime, timedelta
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailAttachment, EmailBurst
 from members.models import Member
-from tests.admin.conftest import add_deliveries, make_burst, make_members
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,21 @@ def status_of(burst: EmailBurst) -> str:
     return EmailBurst.objects.values_list("status", flat=True).get(pk=burst.pk)
 
 
+CELL = re.compile(r'<(th|td) class="field-(\w+)[^"]*"[^>]*>(.*?)</\1>', re.S)
+
+
+def rendered_rows(html: str) -> dict[str, dict[str, str]]:
+    """The change list's rows by subject: each column's text (without the created date)."""
+    rows: dict[str, dict[str, str]] = {}
+    for _, column, cell in CELL.findall(html):
+        text = " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+        if column == "subject":
+            row = rows.setdefault(text, {})
+        elif column != "created_at":
+            row[column] = text
+    return rows
+
+
 OUTCOMES = [DeliveryStatus.SENT] * 6 + [
     DeliveryStatus.FAILED,
     DeliveryStatus.NOT_FOUND,
@@ -53,13 +69,13 @@ OUTCOMES = [DeliveryStatus.SENT] * 6 + [
 
 @pytest.fixture
 def members(db) -> list[Member]:
-    return make_members(9)
+    return MemberFactory.create_bulk(9)
 
 
 @pytest.fixture
 def sent_burst(members) -> EmailBurst:
-    burst = make_burst("Winter gala", status=BurstStatus.SENT, recipients=members)
-    add_deliveries(burst, members, lambda i: OUTCOMES[i])
+    burst = BurstFactory(subject="Winter gala", status=BurstStatus.SENT, recipients=members)
+    DeliveryFactory.create_for(burst, members, status=lambda i: OUTCOMES[i])
     EmailBurst.objects.filter(pk=burst.pk).update(
         started_at=timezone.now() - timedelta(seconds=30), finished_at=timezone.now()
     )
@@ -70,8 +86,8 @@ def sent_burst(members) -> EmailBurst:
 
 
 def test_list_columns(root_client, members, sent_burst):
-    make_burst("Draft for three", recipients=members[:3])
-    make_burst("Everyone", all_members=True)
+    BurstFactory(subject="Draft for three", recipients=members[:3])
+    BurstFactory(subject="Everyone", all_members=True)
     response = root_client.get(LIST)
     rows = {b.subject: b for b in response.context["cl"].result_list}
     assert rows["Winter gala"].recipient_count == 9
@@ -82,17 +98,29 @@ def test_list_columns(root_client, members, sent_burst):
     )
     assert rows["Draft for three"].recipient_count == 3
     assert rows["Everyone"].recipient_count == Member.objects.count()
-    html = response.content.decode()
-    assert "75.0 %" in html  # 6 sent of 8 to send
-    assert ">\n" in html and "Sent" in html and "Draft" in html
+    # what each row shows, cell by cell
+    shown = rendered_rows(response.content.decode())
+    finished = f"finished {timezone.localtime(sent_burst.finished_at):%Y-%m-%d %H:%M}"
+    assert shown["Winter gala"] == {
+        "status_badge": "Sent",
+        "recipients_column": "9",
+        "sent_column": "6",
+        "failed_column": "2",
+        "success_rate_column": "75.0 %",  # 6 sent of 8 to send
+        "when_column": finished,
+    }
+    nothing_yet = {"sent_column": "—", "failed_column": "—", "success_rate_column": "—", "when_column": "—"}
+    assert shown["Draft for three"] == {"status_badge": "Draft", "recipients_column": "3", **nothing_yet}
+    everyone = f"{Member.objects.count()} (all)"
+    assert shown["Everyone"] == {"status_badge": "Draft", "recipients_column": everyone, **nothing_yet}
 
 
 # --- bulk actions ----------------------------------------------------------------------------------
 
 
 def test_send_now_says_what_happened_to_each_burst(root_client, members, sent_burst):
-    first = make_burst("First", recipients=members[:2])
-    second = make_burst("Second", recipients=members[2:4], status=BurstStatus.SCHEDULED)
+    first = BurstFactory(subject="First", recipients=members[:2])
+    second = BurstFactory(subject="Second", recipients=members[2:4], status=BurstStatus.SCHEDULED)
     response = bulk(root_client, "send_now", [first, second, sent_burst])
     text = " ".join(messages_of(response))
     assert "2 started" in text and "1 skipped: already sent" in text and "Winter gala" in text
@@ -101,16 +129,18 @@ def test_send_now_says_what_happened_to_each_burst(root_client, members, sent_bu
 
 
 def test_send_now_without_recipients_is_skipped_with_the_reason(root_client):
-    empty = make_burst("Nobody")
+    empty = BurstFactory(subject="Nobody")
     text = " ".join(messages_of(bulk(root_client, "send_now", [empty])))
     assert "0 started" in text and "no recipients" in text
     assert status_of(empty) == BurstStatus.DRAFT
 
 
 def test_bulk_cancel(root_client, members):
-    scheduled = make_burst("S", status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1))
-    paused = make_burst("P", status=BurstStatus.PAUSED)
-    draft = make_burst("D")
+    scheduled = BurstFactory(
+        subject="S", status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1)
+    )
+    paused = BurstFactory(subject="P", status=BurstStatus.PAUSED)
+    draft = BurstFactory(subject="D")
     text = " ".join(messages_of(bulk(root_client, "cancel_selected", [scheduled, paused, draft])))
     assert "2 cancelled" in text and "1 skipped" in text
     assert status_of(scheduled) == status_of(paused) == BurstStatus.CANCELLED
@@ -127,8 +157,8 @@ def test_duplicate_as_draft(root_client, superuser, members, sent_burst):
 
 def test_schedule_asks_for_a_local_time_and_shows_the_zone(root_client, settings, members):
     settings.TIME_ZONE = "Europe/Paris"
-    first = make_burst("A", recipients=members[:1])
-    second = make_burst("B", recipients=members[1:2])
+    first = BurstFactory(subject="A", recipients=members[:1])
+    second = BurstFactory(subject="B", recipients=members[1:2])
     page = root_client.post(
         LIST, {"action": "schedule_selected", "_selected_action": [first.pk, second.pk], "index": 0}
     )
@@ -148,7 +178,7 @@ def test_schedule_asks_for_a_local_time_and_shows_the_zone(root_client, settings
 
 
 def test_schedule_refuses_a_past_time(root_client, members):
-    burst = make_burst("A", recipients=members[:1])
+    burst = BurstFactory(subject="A", recipients=members[:1])
     page = root_client.post(
         LIST,
         {
@@ -166,7 +196,7 @@ def test_schedule_refuses_a_past_time(root_client, members):
 
 
 def test_without_the_send_permission_no_send_actions_and_403(editor_client, members):
-    burst = make_burst("Draft", recipients=members[:2])
+    burst = BurstFactory(subject="Draft", recipients=members[:2])
     response = editor_client.get(LIST)
     actions = dict(response.context["action_form"].fields["action"].choices)
     assert "duplicate_as_draft" in actions
@@ -205,7 +235,7 @@ def test_non_staff_members_never_reach_the_admin(client, member):
     ],
 )
 def test_only_legal_buttons_are_shown(root_client, status, shown):
-    burst = make_burst("B", status=status)
+    burst = BurstFactory(subject="B", status=status)
     html = root_client.get(page_url(burst)).content.decode()
     present = {
         a for a in ("send", "schedule", "pause", "resume", "cancel", "retry") if f"/{burst.pk}/{a}/" in html
@@ -215,7 +245,7 @@ def test_only_legal_buttons_are_shown(root_client, status, shown):
 
 
 def test_a_button_is_a_confirmation_page_and_only_post_acts(root_client, members):
-    burst = make_burst("Draft", recipients=members[:3])
+    burst = BurstFactory(subject="Draft", recipients=members[:3])
     page = root_client.get(page_url(burst, "send"))
     assert page.status_code == 200
     html = page.content.decode()
@@ -227,7 +257,7 @@ def test_a_button_is_a_confirmation_page_and_only_post_acts(root_client, members
 
 
 def test_pause_resume_cancel(root_client):
-    burst = make_burst("Live", status=BurstStatus.SENDING)
+    burst = BurstFactory(subject="Live", status=BurstStatus.SENDING)
     root_client.post(page_url(burst, "pause"))
     assert status_of(burst) == BurstStatus.PAUSED
     root_client.post(page_url(burst, "resume"))
@@ -246,7 +276,7 @@ def test_an_illegal_action_changes_nothing_and_says_why(root_client, sent_burst)
 
 def test_schedule_button(root_client, settings, members):
     settings.TIME_ZONE = "America/New_York"
-    burst = make_burst("Later", recipients=members[:1])
+    burst = BurstFactory(subject="Later", recipients=members[:1])
     page = root_client.get(page_url(burst, "schedule"))
     assert "America/New_York (UTC-0" in page.content.decode()
     year = timezone.now().year + 1
@@ -271,7 +301,7 @@ def test_both_schedule_forms_refuse_what_cannot_be_held_or_is_over_five_years_ah
     settings.TIME_ZONE = zone
     if send_at == "LATER":
         send_at = f"{timezone.now().year + 6}-01-01T00:00"
-    burst = make_burst("A", recipients=members[:1])
+    burst = BurstFactory(subject="A", recipients=members[:1])
     page = root_client.post(page_url(burst, "schedule"), {"send_at": send_at})
     assert page.status_code == 200 and says in page.content.decode()
     bulk_page = root_client.post(
@@ -308,7 +338,7 @@ def test_every_page_answers_for_the_latest_legal_schedule(root_client, settings,
     from tests.api.conftest import Api, access_token
 
     settings.TIME_ZONE = zone
-    burst = make_burst("Far ahead", recipients=members[:1])
+    burst = BurstFactory(subject="Far ahead", recipients=members[:1])
     local_latest = timezone.localtime(schedule_limit(now=timezone.now()) - timedelta(minutes=1))
     response = root_client.post(page_url(burst, "schedule"), {"send_at": f"{local_latest:%Y-%m-%dT%H:%M}"})
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -379,7 +409,7 @@ def test_members_or_all_members_not_both(root_client, members):
 
 
 def test_edit_updates_through_the_service(root_client, members):
-    burst = make_burst("Old", recipients=members[:1])
+    burst = BurstFactory(subject="Old", recipients=members[:1])
     response = root_client.post(page_url(burst), compose(subject="New", recipients=[members[2].pk]))
     assert response.status_code == 302
     burst.refresh_from_db()
@@ -446,7 +476,7 @@ def test_a_burst_already_over_a_lowered_limit_can_still_be_edited(root_client, s
     from campaigns import services
 
     settings.MEDIA_ROOT = str(tmp_path)
-    burst = make_burst("Two files")
+    burst = BurstFactory(subject="Two files")
     kept = [
         services.attachment_add(burst_id=burst.pk, uploaded_file=SimpleUploadedFile(f"{i}.txt", b"1"))
         for i in range(2)
@@ -466,8 +496,8 @@ def test_a_burst_already_over_a_lowered_limit_can_still_be_edited(root_client, s
 
 
 def test_preview_renders_for_a_chosen_member_in_a_sandboxed_iframe(root_client, members):
-    burst = make_burst(
-        "For {{ member.first_name }}",
+    burst = BurstFactory(
+        subject="For {{ member.first_name }}",
         recipients=members[:2],
         html_body="<script>alert(1)</script><p>Hi {{ member.first_name }}</p>",
     )
@@ -485,7 +515,7 @@ def test_preview_renders_for_a_chosen_member_in_a_sandboxed_iframe(root_client, 
 def test_preflight(root_client, members):
     members[0].unsubscribed_at = timezone.now()
     members[0].save()
-    burst = make_burst("Check", recipients=members[:4])
+    burst = BurstFactory(subject="Check", recipients=members[:4])
     page = root_client.get(page_url(burst, "preflight"))
     assert page.context["preflight"].to_send == 3
     html = page.content.decode()
@@ -493,13 +523,13 @@ def test_preflight(root_client, members):
 
 
 def test_preflight_shows_a_template_error(root_client, members):
-    burst = make_burst("Check", recipients=members[:1], body="{% for %}")
+    burst = BurstFactory(subject="Check", recipients=members[:1], body="{% for %}")
     html = root_client.get(page_url(burst, "preflight")).content.decode()
     assert "template error" in html and "Fix the template before sending." in html
 
 
 def test_send_a_test_to_me(root_client, superuser, smtp_settings, members):
-    burst = make_burst("Test me {{ member.first_name }}", recipients=members[:3])
+    burst = BurstFactory(subject="Test me {{ member.first_name }}", recipients=members[:3])
     assert root_client.get(page_url(burst, "send-test")).status_code == 200
     assert smtp_settings.message_count == 0  # a GET sends nothing
     response = root_client.post(page_url(burst, "send-test"), follow=True)
@@ -514,7 +544,7 @@ def test_send_a_test_to_me(root_client, superuser, smtp_settings, members):
 
 def test_send_a_test_reports_an_unreachable_server(root_client, settings, members):
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 1
-    burst = make_burst("Test", recipients=members[:1])
+    burst = BurstFactory(subject="Test", recipients=members[:1])
     response = root_client.post(page_url(burst, "send-test"), follow=True)
     assert any("not sent" in m for m in messages_of(response))
 
@@ -540,9 +570,11 @@ def test_report_figures_and_chart(root_client, sent_burst):
 
 
 def test_progress_json(root_client, members):
-    burst = make_burst("Live", status=BurstStatus.SENDING, recipients=members)
+    burst = BurstFactory(subject="Live", status=BurstStatus.SENDING, recipients=members)
     EmailBurst.objects.filter(pk=burst.pk).update(started_at=timezone.now() - timedelta(seconds=10))
-    add_deliveries(burst, members, lambda i: DeliveryStatus.SENT if i < 4 else DeliveryStatus.PENDING)
+    DeliveryFactory.create_for(
+        burst, members, status=lambda i: DeliveryStatus.SENT if i < 4 else DeliveryStatus.PENDING
+    )
     data = root_client.get(page_url(burst, "progress")).json()
     assert (data["status"], data["total"], data["sent"], data["pending"], data["done"]) == (
         "sending",
@@ -558,9 +590,11 @@ def test_progress_json(root_client, members):
 
 
 def test_deliveries_are_paginated_and_filterable(root_client):
-    people = make_members(60, prefix="pg")
-    burst = make_burst("Big", status=BurstStatus.SENT, recipients=people)
-    add_deliveries(burst, people, lambda i: DeliveryStatus.FAILED if i % 10 == 0 else DeliveryStatus.SENT)
+    people = MemberFactory.create_bulk(60, prefix="pg")
+    burst = BurstFactory(subject="Big", status=BurstStatus.SENT, recipients=people)
+    DeliveryFactory.create_for(
+        burst, people, status=lambda i: DeliveryStatus.FAILED if i % 10 == 0 else DeliveryStatus.SENT
+    )
     page = root_client.get(page_url(burst))
     assert len(page.context["deliveries"].object_list) == 25
     assert page.context["deliveries"].paginator.num_pages == 3
@@ -577,8 +611,8 @@ def test_deliveries_are_paginated_and_filterable(root_client):
 
 
 def test_delivery_changelist_filtered_by_burst_and_status(root_client, sent_burst):
-    other = make_burst("Other", status=BurstStatus.SENT)
-    add_deliveries(other, make_members(3, prefix="ot"))
+    other = BurstFactory(subject="Other", status=BurstStatus.SENT)
+    DeliveryFactory.create_for(other, MemberFactory.create_bulk(3, prefix="ot"), status=DeliveryStatus.SENT)
     response = root_client.get(
         "/admin/campaigns/delivery/", {"burst__id__exact": sent_burst.pk, "status__exact": "failed"}
     )
@@ -612,10 +646,10 @@ def test_report_export_csv_and_xlsx(root_client, sent_burst):
 
 
 def test_retry_page_defaults_and_requeues_only_the_chosen_classes(root_client, members):
-    burst = make_burst("Retry me", status=BurstStatus.SENT, recipients=members)
+    burst = BurstFactory(subject="Retry me", status=BurstStatus.SENT, recipients=members)
     kinds = [DeliveryStatus.FAILED] * 2 + [DeliveryStatus.CONNECTION_ERROR] * 2 + [DeliveryStatus.OTHER_ERROR]
     kinds += [DeliveryStatus.NOT_FOUND] + [DeliveryStatus.SENT] * 3
-    add_deliveries(burst, members, lambda i: kinds[i])
+    DeliveryFactory.create_for(burst, members, status=lambda i: kinds[i])
     page = root_client.get(page_url(burst, "retry"))
     assert page.context["form"].fields["statuses"].initial == ["connection_error", "failed"]
     html = page.content.decode()
@@ -633,15 +667,15 @@ def test_retry_page_defaults_and_requeues_only_the_chosen_classes(root_client, m
 
 
 def test_not_found_is_never_retried(root_client, members):
-    burst = make_burst("Retry me", status=BurstStatus.SENT, recipients=members[:1])
-    add_deliveries(burst, members[:1], lambda i: DeliveryStatus.NOT_FOUND)
+    burst = BurstFactory(subject="Retry me", status=BurstStatus.SENT, recipients=members[:1])
+    DeliveryFactory.create_for(burst, members[:1], status=DeliveryStatus.NOT_FOUND)
     root_client.post(page_url(burst, "retry"), {"statuses": ["not_found"]})
     assert Delivery.objects.get(burst=burst).status == DeliveryStatus.NOT_FOUND
     assert status_of(burst) == BurstStatus.SENT
 
 
 def test_only_a_draft_or_scheduled_burst_can_be_deleted(root_client, sent_burst):
-    draft = make_burst("Scrap me")
+    draft = BurstFactory(subject="Scrap me")
     assert root_client.post(page_url(draft, "delete"), {"post": "yes"}).status_code == 302
     assert not EmailBurst.objects.filter(pk=draft.pk).exists()
     assert root_client.post(page_url(sent_burst, "delete"), {"post": "yes"}).status_code == 403

@@ -10,19 +10,23 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
-from tests.admin.conftest import add_deliveries, make_burst, make_members
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_dashboard(root_client, editor):
-    people = make_members(10)
+    people = MemberFactory.create_bulk(10)
     people[0].unsubscribed_at = timezone.now()
     people[0].save()
-    sent = make_burst("Gala", status=BurstStatus.SENT, recipients=people)
-    add_deliveries(sent, people, lambda i: DeliveryStatus.SENT if i < 8 else DeliveryStatus.FAILED)
-    make_burst("Next", status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=2))
-    make_burst("Idea")
+    sent = BurstFactory(subject="Gala", status=BurstStatus.SENT, recipients=people)
+    DeliveryFactory.create_for(
+        sent, people, status=lambda i: DeliveryStatus.SENT if i < 8 else DeliveryStatus.FAILED
+    )
+    BurstFactory(
+        subject="Next", status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=2)
+    )
+    BurstFactory(subject="Idea")
     Delivery.objects.filter(burst=sent).update(updated_at=timezone.now())
     old = Delivery.objects.filter(burst=sent).order_by("id")[:2]
     Delivery.objects.filter(id__in=[d.id for d in old]).update(updated_at=timezone.now() - timedelta(days=3))

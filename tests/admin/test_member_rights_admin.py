@@ -1,4 +1,4 @@
-"""Rights in the admin (SPEC section 16, issue 8 points 1 and 2): a staff member with
+"""Rights in the admin (issue 8 points 1 and 2): a staff member with
 `members.change_member` but not superuser is not offered, and cannot post, the rights
 or the sign-in of a staff user or a superuser; they change their own password only with
 the current one; only a superuser deletes staff; groups are the superuser's; an import

@@ -18,7 +18,7 @@ from django.utils import timezone
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
 from members.models import Member
 from members.resources import MemberResource, escape_formula, unescape_formula
-from tests.admin.conftest import make_burst
+from tests.factories import BurstFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -121,8 +121,8 @@ def test_mark_verified_unsubscribe_resubscribe(root_client, cast):
 
 
 def test_delivery_timeline(root_client, member):
-    first = make_burst("January letter", status=BurstStatus.SENT)
-    second = make_burst("February letter", status=BurstStatus.SENT)
+    first = BurstFactory(subject="January letter", status=BurstStatus.SENT)
+    second = BurstFactory(subject="February letter", status=BurstStatus.SENT)
     Delivery.objects.create(
         burst=first, member=member, email=member.email, status=DeliveryStatus.SENT, attempts=1
     )

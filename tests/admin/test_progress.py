@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
-from tests.admin.conftest import add_deliveries, make_burst, make_members
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 
 def progress(client, burst) -> dict:
@@ -14,9 +14,11 @@ def progress(client, burst) -> dict:
 
 
 def test_it_says_when_the_rest_waits_for_retries(root_client):
-    members = make_members(4)
-    burst = make_burst(status=BurstStatus.SENDING, recipients=members, started_at=timezone.now())
-    add_deliveries(burst, members, lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING)
+    members = MemberFactory.create_bulk(4)
+    burst = BurstFactory(status=BurstStatus.SENDING, recipients=members, started_at=timezone.now())
+    DeliveryFactory.create_for(
+        burst, members, status=lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING
+    )
     retry_at = timezone.now() + timedelta(minutes=2)
     Delivery.objects.filter(burst=burst, status=DeliveryStatus.PENDING).update(next_attempt_at=retry_at)
 
@@ -27,11 +29,13 @@ def test_it_says_when_the_rest_waits_for_retries(root_client):
 
 
 def test_it_gives_an_eta_while_some_deliveries_can_go_now(root_client):
-    members = make_members(4)
-    burst = make_burst(
+    members = MemberFactory.create_bulk(4)
+    burst = BurstFactory(
         status=BurstStatus.SENDING, recipients=members, started_at=timezone.now() - timedelta(seconds=10)
     )
-    add_deliveries(burst, members, lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING)
+    DeliveryFactory.create_for(
+        burst, members, status=lambda i: DeliveryStatus.SENT if i < 2 else DeliveryStatus.PENDING
+    )
 
     body = progress(root_client, burst)
 

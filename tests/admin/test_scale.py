@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns.models import BurstStatus, DeliveryStatus, EmailBurst
-from tests.admin.conftest import add_deliveries, make_burst, make_members
+from campaigns.models import BurstStatus, DeliveryStatus
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +30,9 @@ def count(fetch: Callable[[], object]) -> int:
 
 
 def test_members_list(root_client, django_assert_max_num_queries):
-    make_members(10)
+    MemberFactory.create_bulk(10)
     small = count(lambda: root_client.get("/admin/members/member/", {"q": "example"}))
-    make_members(BIG - 10, prefix="big")
+    MemberFactory.create_bulk(BIG - 10, prefix="big")
     with django_assert_max_num_queries(small):
         big, response = queries(lambda: root_client.get("/admin/members/member/", {"q": "example"}))
     assert big == small <= 6
@@ -40,15 +40,12 @@ def test_members_list(root_client, django_assert_max_num_queries):
 
 
 def test_bursts_list(root_client, django_assert_max_num_queries):
-    people = make_members(20)
+    people = MemberFactory.create_bulk(20)
     for i in range(10):
-        burst = make_burst(f"B{i}", status=BurstStatus.SENT, recipients=people)
-        add_deliveries(burst, people)
+        burst = BurstFactory(subject=f"B{i}", status=BurstStatus.SENT, recipients=people)
+        DeliveryFactory.create_for(burst, people, status=DeliveryStatus.SENT)
     small = count(lambda: root_client.get("/admin/campaigns/emailburst/"))
-    EmailBurst.objects.bulk_create(
-        [EmailBurst(subject=f"Bulk {i}", body="Hi", status=BurstStatus.DRAFT) for i in range(BIG - 10)],
-        batch_size=2000,
-    )
+    BurstFactory.create_bulk(BIG - 10)
     with django_assert_max_num_queries(small):
         big, response = queries(lambda: root_client.get("/admin/campaigns/emailburst/"))
     assert big == small <= 6
@@ -56,14 +53,18 @@ def test_bursts_list(root_client, django_assert_max_num_queries):
 
 
 def test_sent_burst_page(root_client, django_assert_max_num_queries):
-    few = make_members(10)
-    small_burst = make_burst("Small", status=BurstStatus.SENT, recipients=few)
-    add_deliveries(small_burst, few, lambda i: DeliveryStatus.FAILED if i % 5 == 0 else DeliveryStatus.SENT)
+    few = MemberFactory.create_bulk(10)
+    small_burst = BurstFactory(subject="Small", status=BurstStatus.SENT, recipients=few)
+    DeliveryFactory.create_for(
+        small_burst, few, status=lambda i: DeliveryStatus.FAILED if i % 5 == 0 else DeliveryStatus.SENT
+    )
     small = count(lambda: root_client.get(f"/admin/campaigns/emailburst/{small_burst.pk}/change/"))
 
-    many = make_members(BIG, prefix="many")
-    big_burst = make_burst("Big", status=BurstStatus.SENT, recipients=many)
-    add_deliveries(big_burst, many, lambda i: DeliveryStatus.FAILED if i % 5 == 0 else DeliveryStatus.SENT)
+    many = MemberFactory.create_bulk(BIG, prefix="many")
+    big_burst = BurstFactory(subject="Big", status=BurstStatus.SENT, recipients=many)
+    DeliveryFactory.create_for(
+        big_burst, many, status=lambda i: DeliveryStatus.FAILED if i % 5 == 0 else DeliveryStatus.SENT
+    )
     with django_assert_max_num_queries(small):
         big, response = queries(
             lambda: root_client.get(f"/admin/campaigns/emailburst/{big_burst.pk}/change/")
@@ -79,11 +80,11 @@ def test_sent_burst_page(root_client, django_assert_max_num_queries):
 
 
 def test_draft_burst_page_with_many_chosen_recipients(root_client, django_assert_max_num_queries):
-    few = make_members(10)
-    small_burst = make_burst("Small", recipients=few)
+    few = MemberFactory.create_bulk(10)
+    small_burst = BurstFactory(subject="Small", recipients=few)
     small = count(lambda: root_client.get(f"/admin/campaigns/emailburst/{small_burst.pk}/change/"))
-    many = make_members(BIG, prefix="many")
-    big_burst = make_burst("Big", recipients=many)
+    many = MemberFactory.create_bulk(BIG, prefix="many")
+    big_burst = BurstFactory(subject="Big", recipients=many)
     with django_assert_max_num_queries(small):
         big, response = queries(
             lambda: root_client.get(f"/admin/campaigns/emailburst/{big_burst.pk}/change/")
@@ -95,17 +96,15 @@ def test_draft_burst_page_with_many_chosen_recipients(root_client, django_assert
 
 
 def test_dashboard(root_client, django_assert_max_num_queries):
-    people = make_members(10)
-    burst = make_burst("Small", status=BurstStatus.SENT, recipients=people)
-    add_deliveries(burst, people)
+    people = MemberFactory.create_bulk(10)
+    burst = BurstFactory(subject="Small", status=BurstStatus.SENT, recipients=people)
+    DeliveryFactory.create_for(burst, people, status=DeliveryStatus.SENT)
     small = count(lambda: root_client.get("/admin/"))
-    many = make_members(BIG, prefix="many")
+    many = MemberFactory.create_bulk(BIG, prefix="many")
     for i in range(3):
-        burst = make_burst(f"Big {i}", status=BurstStatus.SENT)
-        add_deliveries(burst, many[i * 3000 : (i + 1) * 3000])
-    EmailBurst.objects.bulk_create(
-        [EmailBurst(subject=f"D{i}", body="x") for i in range(BIG)], batch_size=2000
-    )
+        burst = BurstFactory(subject=f"Big {i}", status=BurstStatus.SENT)
+        DeliveryFactory.create_for(burst, many[i * 3000 : (i + 1) * 3000], status=DeliveryStatus.SENT)
+    BurstFactory.create_bulk(BIG)
     with django_assert_max_num_queries(small):
         big, response = queries(lambda: root_client.get("/admin/"))
     assert big == small <= 8
@@ -113,9 +112,9 @@ def test_dashboard(root_client, django_assert_max_num_queries):
 
 
 def test_delivery_changelist(root_client, django_assert_max_num_queries):
-    many = make_members(BIG, prefix="many")
-    burst = make_burst("Big", status=BurstStatus.SENT)
-    add_deliveries(burst, many)
+    many = MemberFactory.create_bulk(BIG, prefix="many")
+    burst = BurstFactory(subject="Big", status=BurstStatus.SENT)
+    DeliveryFactory.create_for(burst, many, status=DeliveryStatus.SENT)
     with django_assert_max_num_queries(8):
         response = root_client.get("/admin/campaigns/delivery/", {"burst__id__exact": burst.pk})
     assert len(response.context["cl"].result_list) == 50

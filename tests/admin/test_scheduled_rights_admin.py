@@ -1,5 +1,5 @@
 """In the admin, as in the API: a scheduled burst is changed, deleted or given
-attachments only with `campaigns.send_emailburst` (SPEC section 16, issue 8 point 6).
+attachments only with `campaigns.send_emailburst` (issue 8 point 6).
 Without it its page is read-only, with no delete and no attachment upload; a draft
 stays editable by any staff member with the change permission."""
 
@@ -14,22 +14,17 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import BurstStatus, EmailAttachment, EmailBurst
-from tests.admin.conftest import make_burst, make_members
 from tests.admin.test_bursts_admin import LIST, bulk, compose, page_url
+from tests.factories import BurstFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sender_client(db) -> Client:
-    from django.contrib.auth.models import Permission
-
-    from members.models import Member
-
-    user = Member.objects.create_user(username="sally", email="sally@example.test", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["campaigns", "members"]))
+def sender_client(staff_user) -> Client:
+    """Staff with the send permission, not a superuser."""
     client = Client()
-    client.force_login(user)
+    client.force_login(staff_user)
     return client
 
 
@@ -41,7 +36,7 @@ def clients(editor_client, sender_client, root_client) -> dict[str, Client]:
 @pytest.fixture
 def burst(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
-    burst = make_burst("Planned", recipients=make_members(2))
+    burst = BurstFactory(subject="Planned", recipients=MemberFactory.create_bulk(2))
     services.attachment_add(burst_id=burst.pk, uploaded_file=SimpleUploadedFile("agenda.txt", b"1"))
     return burst
 
@@ -102,7 +97,7 @@ def test_deleting_needs_the_right(clients, burst, who, state):
 @pytest.mark.parametrize("who", EXPECTED)
 def test_the_bulk_delete_keeps_a_scheduled_burst_without_the_right(clients, burst, who):
     schedule(burst)
-    draft = make_burst("Idea")
+    draft = BurstFactory(subject="Idea")
     allowed = EXPECTED[who][0]
     confirm = clients[who].post(
         LIST, {"action": "delete_selected", "_selected_action": [burst.pk, draft.pk], "index": 0}

@@ -1,19 +1,23 @@
 import pytest
 
 from campaigns.models import BurstStatus, DeliveryStatus
-from tests.admin.conftest import add_deliveries, make_burst, make_members
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_pages_render(root_client):
-    members = make_members(30)
-    draft = make_burst(
-        "Draft {{ member.first_name }}", recipients=members[:5], html_body="<p>Hi {{ member.first_name }}</p>"
+    members = MemberFactory.create_bulk(30)
+    draft = BurstFactory(
+        subject="Draft {{ member.first_name }}",
+        recipients=members[:5],
+        html_body="<p>Hi {{ member.first_name }}</p>",
     )
-    sent = make_burst("Sent one", status=BurstStatus.SENT, recipients=members)
-    add_deliveries(
-        sent, members, lambda i: [DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND][i % 3]
+    sent = BurstFactory(subject="Sent one", status=BurstStatus.SENT, recipients=members)
+    DeliveryFactory.create_for(
+        sent,
+        members,
+        status=lambda i: [DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.NOT_FOUND][i % 3],
     )
     for url in [
         "/admin/",

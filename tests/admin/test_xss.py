@@ -11,8 +11,8 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from campaigns.engine.tokens import unsubscribe_url
 from campaigns.models import EmailBurst
-from campaigns.sending import unsubscribe_url
 from members.models import Member
 from tests.admin.xss_world import (
     ESCAPED,

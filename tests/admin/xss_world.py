@@ -16,13 +16,11 @@ from datetime import timedelta
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from campaigns.services import attachment_add
 from members.models import Member
-from tests.admin.conftest import make_burst
+from tests.factories import AttachmentFactory, BurstFactory, DeliveryFactory, MemberFactory
 
 
 def img(n: int) -> str:
@@ -72,40 +70,32 @@ class World:
 
 
 def hostile_world(*, author: Member) -> World:
-    victim = Member.objects.create_user(
-        username="victim", email=EMAIL, first_name=FIRST_NAME, last_name=LAST_NAME, password="!"
-    )
-    plain = Member.objects.create_user(username="plain", email="plain@example.test", password="!")
-    draft = make_burst(
-        SUBJECT,
+    victim = MemberFactory(username="victim", email=EMAIL, first_name=FIRST_NAME, last_name=LAST_NAME)
+    plain = MemberFactory(username="plain", email="plain@example.test", first_name="", last_name="")
+    draft = BurstFactory(
+        subject=SUBJECT,
         recipients=[victim, plain],
         body=TEXT_BODY,
         html_body=HTML_BODY,
         from_name=FROM_NAME,
         created_by=author,
     )
-    attachment_add(
-        burst_id=draft.pk, uploaded_file=SimpleUploadedFile(ATTACHMENT_NAME, b"agenda", "text/plain")
-    )
+    AttachmentFactory(burst=draft, filename=ATTACHMENT_NAME, data=b"agenda")
     now = timezone.now()
-    paused = make_burst(
-        SUBJECT,
+    paused = BurstFactory(
+        subject=SUBJECT,
         status=BurstStatus.PAUSED,
         recipients=[victim, plain],
         body=TEXT_BODY,
         pause_reason=PAUSE_REASON,
         started_at=now - timedelta(minutes=5),
     )
-    sent = make_burst(
-        SUBJECT, status=BurstStatus.SENT, recipients=[victim, plain], started_at=now, finished_at=now
+    sent = BurstFactory(
+        subject=SUBJECT, status=BurstStatus.SENT, recipients=[victim, plain], started_at=now, finished_at=now
     )
     for burst, status in ((paused, DeliveryStatus.FAILED), (sent, DeliveryStatus.NOT_FOUND)):
-        Delivery.objects.create(
-            burst=burst, member=victim, email=EMAIL, status=status, attempts=1, error_message=SMTP_REPLY
-        )
-        Delivery.objects.create(
-            burst=burst, member=plain, email=plain.email, status=DeliveryStatus.SENT, attempts=1, sent_at=now
-        )
+        DeliveryFactory(burst=burst, member=victim, status=status, error_message=SMTP_REPLY)
+        DeliveryFactory(burst=burst, member=plain, status=DeliveryStatus.SENT, sent_at=now)
         EmailBurst.objects.filter(pk=burst.pk).update(deliveries_ready=True)
     LogEntry.objects.create(
         user=author,

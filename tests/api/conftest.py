@@ -97,19 +97,10 @@ def as_staff(staff_user) -> Api:
 
 @pytest.fixture
 def staff_without_send(db):
-    from django.contrib.auth.models import Permission
+    """Staff with every campaigns and members permission but send_emailburst."""
+    from tests.factories import EditorFactory
 
-    from members.models import Member
-
-    user = Member.objects.create_user(
-        username="nosend", email="nosend@example.test", password="nosend-pass-1234", is_staff=True
-    )
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label__in=["campaigns", "members"]).exclude(
-            codename="send_emailburst"
-        )
-    )
-    return user
+    return EditorFactory(username="nosend", email="nosend@example.test", password="nosend-pass-1234")
 
 
 @pytest.fixture
@@ -120,35 +111,3 @@ def as_staff_no_send(staff_without_send) -> Api:
 @pytest.fixture
 def as_root(superuser) -> Api:
     return Api(access_token(superuser))
-
-
-@pytest.fixture
-def make_member(db):
-    from members.models import Member
-
-    counter = {"n": 0}
-
-    def make(**fields) -> Member:
-        counter["n"] += 1
-        n = counter["n"]
-        fields.setdefault("username", f"user{n}")
-        fields.setdefault("email", f"user{n}@example.test")
-        return Member.objects.create_user(**fields)
-
-    return make
-
-
-@pytest.fixture
-def make_burst(db):
-    from campaigns.models import EmailBurst
-
-    def make(**fields) -> EmailBurst:
-        recipients = fields.pop("recipients", [])
-        fields.setdefault("subject", "Hello {{ member.first_name }}")
-        fields.setdefault("body", "Dear {{ member.first_name }},\nnews.")
-        burst = EmailBurst.objects.create(**fields)
-        if recipients:
-            burst.recipients.set(recipients)
-        return burst
-
-    return make

@@ -1,4 +1,4 @@
-"""Login, token refresh and verify (SPEC 7, issue 4 point 1)."""
+"""Login, token refresh and verify (issue 4 point 1)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ninja_jwt.tokens import AccessToken, RefreshToken
 
 from members import services
 from tests.api.conftest import Api
+from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,13 +44,26 @@ def test_login_gives_access_and_refresh_tokens(anon, staff_user):
     assert Api(body["access"]).get("/api/members/").status_code == 200
 
 
-def test_tokens_are_signed_with_the_configured_key():
-    assert settings.NINJA_JWT["SIGNING_KEY"]
-    assert settings.NINJA_JWT["ALGORITHM"] == "HS256"
+OTHER_KEY = "not-the-configured-key-" * 3
 
 
-def test_unknown_user_wrong_password_and_inactive_get_the_same_401(anon, staff_user, make_member):
-    make_member(username="sleeper", password="sleeper-pass-1234", is_active=False)
+def test_tokens_are_signed_with_the_configured_key(anon, staff_user):
+    key = settings.NINJA_JWT["SIGNING_KEY"]
+    assert key and key != OTHER_KEY
+    access = login(anon, "sam.staff", "staff-pass-1234").json()["access"]
+
+    # what login issues verifies with the configured key, and not with another
+    assert str(jwt.decode(access, key, algorithms=["HS256"])["user_id"]) == str(staff_user.pk)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(access, OTHER_KEY, algorithms=["HS256"])
+    # and the API takes the same claims signed with the configured key only
+    claims = _claims(staff_user)
+    assert Api(jwt.encode(claims, key, algorithm="HS256")).get("/api/members/").status_code == 200
+    assert Api(jwt.encode(claims, OTHER_KEY, algorithm="HS256")).get("/api/members/").status_code == 401
+
+
+def test_unknown_user_wrong_password_and_inactive_get_the_same_401(anon, staff_user):
+    MemberFactory(username="sleeper", password="sleeper-pass-1234", is_active=False)
     unknown = login(anon, "nobody", "whatever-pass")
     wrong = login(anon, "sam.staff", "not-the-password")
     inactive = login(anon, "sleeper", "sleeper-pass-1234")

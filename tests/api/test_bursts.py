@@ -1,4 +1,4 @@
-"""Email-burst endpoints (SPEC 7, issue 4 point 4)."""
+"""Email-burst endpoints (issue 4 point 4)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailAttachment, EmailBurst
+from tests.factories import BurstFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -45,8 +46,8 @@ def url(burst, action: str = "") -> str:
 # --- create, read, change, delete ------------------------------------------------------------
 
 
-def test_create_answers_201_with_a_draft(as_staff, staff_user, member, make_member):
-    other = make_member()
+def test_create_answers_201_with_a_draft(as_staff, staff_user, member):
+    other = MemberFactory()
     response = as_staff.post(
         "/api/email-burst/", burst_data(recipients=[member.pk, other.pk], from_name="Club")
     )
@@ -60,9 +61,9 @@ def test_create_answers_201_with_a_draft(as_staff, staff_user, member, make_memb
     assert set(burst.recipients.values_list("pk", flat=True)) == {member.pk, other.pk}
 
 
-def test_create_for_all_members(as_staff, member, staff_user, make_member):
-    make_member(is_active=False)
-    make_member(unsubscribed_at=timezone.now())
+def test_create_for_all_members(as_staff, member, staff_user):
+    MemberFactory(is_active=False)
+    MemberFactory(unsubscribed_at=timezone.now())
     body = as_staff.post("/api/email-burst/", burst_data(all_members=True)).json()
     assert body["all_members"] is True
     assert body["recipient_count"] == 2  # ada and sam.staff: active and subscribed
@@ -118,9 +119,9 @@ def test_subject_of_200_characters_is_fine(as_staff):
     assert as_staff.post("/api/email-burst/", burst_data(subject="x" * 200)).status_code == 201
 
 
-def test_list_and_get(as_staff, make_burst, member):
-    first = make_burst(recipients=[member])
-    second = make_burst(all_members=True)
+def test_list_and_get(as_staff, member):
+    first = BurstFactory(recipients=[member])
+    second = BurstFactory(all_members=True)
     body = as_staff.get("/api/email-burst/").json()
     assert body["count"] == 2
     assert [b["id"] for b in body["items"]] == [second.pk, first.pk]  # newest first
@@ -128,14 +129,14 @@ def test_list_and_get(as_staff, make_burst, member):
     assert as_staff.get(url(99999)).status_code == 404
 
 
-def test_put_replaces_and_patch_updates(as_staff, make_burst, member, make_member):
-    burst = make_burst(recipients=[member], from_name="Old", html_body="<p>x</p>")
+def test_put_replaces_and_patch_updates(as_staff, member):
+    burst = BurstFactory(recipients=[member], from_name="Old", html_body="<p>x</p>")
     response = as_staff.put(url(burst), burst_data(subject="New"))
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["subject"] == "New" and body["from_name"] == "" and body["html_body"] == ""
     assert body["recipient_count"] == 0  # recipients reset to []
-    other = make_member()
+    other = MemberFactory()
     body = as_staff.patch(url(burst), {"recipients": [member.pk, other.pk]}).json()
     assert body["recipient_count"] == 2 and body["subject"] == "New"
     body = as_staff.patch(url(burst), {"all_members": True}).json()
@@ -148,8 +149,8 @@ def test_put_replaces_and_patch_updates(as_staff, make_burst, member, make_membe
 @pytest.mark.parametrize(
     "status", [BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED]
 )
-def test_changing_or_deleting_a_started_burst_is_409(as_staff, make_burst, status):
-    burst = make_burst(status=status)
+def test_changing_or_deleting_a_started_burst_is_409(as_staff, status):
+    burst = BurstFactory(status=status)
     assert as_staff.put(url(burst), burst_data()).status_code == 409
     assert as_staff.patch(url(burst), {"subject": "x"}).status_code == 409
     assert as_staff.delete(url(burst)).status_code == 409
@@ -157,8 +158,8 @@ def test_changing_or_deleting_a_started_burst_is_409(as_staff, make_burst, statu
 
 
 @pytest.mark.parametrize("status", [BurstStatus.DRAFT, BurstStatus.SCHEDULED])
-def test_delete_a_draft_or_scheduled_burst(as_staff, make_burst, status):
-    burst = make_burst(status=status, scheduled_at=timezone.now() + timedelta(days=1))
+def test_delete_a_draft_or_scheduled_burst(as_staff, status):
+    burst = BurstFactory(status=status, scheduled_at=timezone.now() + timedelta(days=1))
     response = as_staff.delete(url(burst))
     assert response.status_code == 204 and response.content == b""
     assert not EmailBurst.objects.filter(pk=burst.pk).exists()
@@ -167,8 +168,8 @@ def test_delete_a_draft_or_scheduled_burst(as_staff, make_burst, status):
 # --- state changes ------------------------------------------------------------------------------
 
 
-def test_send_is_202_then_409(as_staff, make_burst, member, staff_user):
-    burst = make_burst(recipients=[member, staff_user])
+def test_send_is_202_then_409(as_staff, member, staff_user):
+    burst = BurstFactory(recipients=[member, staff_user])
     response = as_staff.post(url(burst, "send"))
     assert response.status_code == 202, response.content
     body = response.json()
@@ -177,14 +178,14 @@ def test_send_is_202_then_409(as_staff, make_burst, member, staff_user):
     assert as_staff.post(url(burst, "send")).status_code == 409
 
 
-def test_send_without_recipients_is_422(as_staff, make_burst):
-    response = as_staff.post(url(make_burst(), "send"))
+def test_send_without_recipients_is_422(as_staff):
+    response = as_staff.post(url(BurstFactory(), "send"))
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "recipients"
 
 
-def test_schedule(as_staff, make_burst, member):
-    burst = make_burst(recipients=[member])
+def test_schedule(as_staff, member):
+    burst = BurstFactory(recipients=[member])
     when = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
     response = as_staff.post(url(burst, "schedule"), {"send_at": when.isoformat()})
     assert response.status_code == 202, response.content
@@ -211,8 +212,8 @@ def test_schedule(as_staff, make_burst, member):
         None,
     ],
 )
-def test_schedule_past_naive_or_malformed_is_422(as_staff, make_burst, member, send_at):
-    burst = make_burst(recipients=[member])
+def test_schedule_past_naive_or_malformed_is_422(as_staff, member, send_at):
+    burst = BurstFactory(recipients=[member])
     response = as_staff.post(url(burst, "schedule"), {"send_at": send_at})
     assert response.status_code == 422, response.content
     assert response.json()["detail"][0]["field"] == "send_at"
@@ -229,11 +230,11 @@ def test_schedule_past_naive_or_malformed_is_422(as_staff, make_burst, member, s
     ],
 )
 def test_schedule_beyond_what_can_be_held_or_five_years_is_422_naming_the_limit(
-    as_staff, make_burst, member, send_at, says
+    as_staff, member, send_at, says
 ):
     if send_at == "LATER":
         send_at = (timezone.now() + timedelta(days=5 * 366)).isoformat()
-    burst = make_burst(recipients=[member])
+    burst = BurstFactory(recipients=[member])
     response = as_staff.post(url(burst, "schedule"), {"send_at": send_at})
     assert response.status_code == 422, response.content
     item = response.json()["detail"][0]
@@ -243,11 +244,11 @@ def test_schedule_beyond_what_can_be_held_or_five_years_is_422_naming_the_limit(
 
 
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12"])  # UTC+14 and UTC-12
-def test_the_latest_legal_schedule_is_listed_and_read(as_staff, make_burst, member, settings, zone):
+def test_the_latest_legal_schedule_is_listed_and_read(as_staff, member, settings, zone):
     from campaigns.services import schedule_limit
 
     settings.TIME_ZONE = zone
-    burst = make_burst(recipients=[member])
+    burst = BurstFactory(recipients=[member])
     latest = schedule_limit(now=timezone.now()) - timedelta(seconds=30)
     response = as_staff.post(url(burst, "schedule"), {"send_at": latest.isoformat()})
     assert response.status_code == 202, response.content
@@ -258,8 +259,8 @@ def test_the_latest_legal_schedule_is_listed_and_read(as_staff, make_burst, memb
     assert as_staff.get(url(burst, "stats")).status_code == 200
 
 
-def test_pause_resume_cancel(as_staff, make_burst, member):
-    burst = make_burst(recipients=[member])
+def test_pause_resume_cancel(as_staff, member):
+    burst = BurstFactory(recipients=[member])
     # illegal in draft
     for action in ("pause", "resume", "cancel"):
         assert as_staff.post(url(burst, action)).status_code == 409, action
@@ -278,8 +279,8 @@ def test_pause_resume_cancel(as_staff, make_burst, member):
         assert as_staff.post(url(burst, action)).status_code == 409, action
 
 
-def test_cancel_a_scheduled_burst(as_staff, make_burst):
-    burst = make_burst(status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1))
+def test_cancel_a_scheduled_burst(as_staff):
+    burst = BurstFactory(status=BurstStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1))
     assert as_staff.post(url(burst, "cancel")).json()["status"] == "cancelled"
 
 
@@ -288,9 +289,9 @@ def _deliveries(burst, members, statuses):
         Delivery.objects.create(burst=burst, member=m, email=m.email, status=status, attempts=1)
 
 
-def test_retry(as_staff, make_burst, make_member):
-    people = [make_member() for _ in range(4)]
-    burst = make_burst(status=BurstStatus.SENT, recipients=people, deliveries_ready=True)
+def test_retry(as_staff):
+    people = [MemberFactory() for _ in range(4)]
+    burst = BurstFactory(status=BurstStatus.SENT, recipients=people, deliveries_ready=True)
     _deliveries(
         burst,
         people,
@@ -311,21 +312,21 @@ def test_retry(as_staff, make_burst, make_member):
     assert burst.status == BurstStatus.SENDING
 
 
-def test_retry_with_explicit_statuses_and_in_a_draft(as_staff, make_burst, make_member):
-    people = [make_member() for _ in range(2)]
-    burst = make_burst(status=BurstStatus.PAUSED, recipients=people, deliveries_ready=True)
+def test_retry_with_explicit_statuses_and_in_a_draft(as_staff):
+    people = [MemberFactory() for _ in range(2)]
+    burst = BurstFactory(status=BurstStatus.PAUSED, recipients=people, deliveries_ready=True)
     _deliveries(burst, people, [DeliveryStatus.OTHER_ERROR, DeliveryStatus.FAILED])
     response = as_staff.post(url(burst, "retry"), {"statuses": ["other_error"]})
     assert response.json()["requeued"] == 1
-    assert as_staff.post(url(make_burst(), "retry")).status_code == 409
+    assert as_staff.post(url(BurstFactory(), "retry")).status_code == 409
 
 
 # --- figures ---------------------------------------------------------------------------------
 
 
-def test_stats(as_staff, make_burst, make_member):
-    people = [make_member() for _ in range(7)]
-    burst = make_burst(status=BurstStatus.SENDING, recipients=people)
+def test_stats(as_staff):
+    people = [MemberFactory() for _ in range(7)]
+    burst = BurstFactory(status=BurstStatus.SENDING, recipients=people)
     _deliveries(
         burst,
         people,
@@ -363,14 +364,14 @@ def test_stats(as_staff, make_burst, make_member):
     assert as_staff.get(url(99999, "stats")).status_code == 404
 
 
-def test_stats_of_an_empty_burst(as_staff, make_burst):
-    body = as_staff.get(url(make_burst(), "stats")).json()
+def test_stats_of_an_empty_burst(as_staff):
+    body = as_staff.get(url(BurstFactory(), "stats")).json()
     assert body["total_recipients"] == 0 and body["success_rate"] == 0
 
 
-def test_deliveries_paginated_and_filtered(as_staff, make_burst, make_member):
-    people = [make_member() for _ in range(5)]
-    burst = make_burst(status=BurstStatus.SENDING, recipients=people)
+def test_deliveries_paginated_and_filtered(as_staff):
+    people = [MemberFactory() for _ in range(5)]
+    burst = BurstFactory(status=BurstStatus.SENDING, recipients=people)
     _deliveries(
         burst,
         people,
@@ -417,8 +418,8 @@ def upload(api, burst, name="notes.txt", content=b"hello", **kw):
     )
 
 
-def test_upload_an_attachment(as_staff, make_burst):
-    burst = make_burst()
+def test_upload_an_attachment(as_staff):
+    burst = BurstFactory()
     response = upload(as_staff, burst)
     assert response.status_code == 201, response.content
     body = response.json()
@@ -427,9 +428,9 @@ def test_upload_an_attachment(as_staff, make_burst):
     assert attachment.burst == burst and attachment.file.read() == b"hello"
 
 
-def test_attachment_above_the_limit_is_413(as_staff, make_burst, settings):
+def test_attachment_above_the_limit_is_413(as_staff, settings):
     settings.ATTACHMENT_MAX_SIZE = 1000
-    burst = make_burst()
+    burst = BurstFactory()
     assert upload(as_staff, burst, content=b"x" * 1000).status_code == 201
     assert upload(as_staff, burst, content=b"x" * 1001).status_code == 413
     # far above: refused from the Content-Length before the body is read
@@ -438,10 +439,10 @@ def test_attachment_above_the_limit_is_413(as_staff, make_burst, settings):
     assert EmailAttachment.objects.filter(burst=burst).count() == 1
 
 
-def test_attachments_beyond_the_count_limit_are_422_naming_it(as_staff, make_burst, settings, tmp_path):
+def test_attachments_beyond_the_count_limit_are_422_naming_it(as_staff, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     settings.ATTACHMENT_MAX_COUNT = 2
-    burst = make_burst()
+    burst = BurstFactory()
     assert [upload(as_staff, burst, name=f"{i}.txt").status_code for i in range(2)] == [201, 201]
     response = upload(as_staff, burst, name="2.txt")
     assert response.status_code == 422
@@ -450,10 +451,10 @@ def test_attachments_beyond_the_count_limit_are_422_naming_it(as_staff, make_bur
     assert EmailAttachment.objects.filter(burst=burst).count() == 2
 
 
-def test_attachments_beyond_the_total_limit_are_413_naming_it(as_staff, make_burst, settings, tmp_path):
+def test_attachments_beyond_the_total_limit_are_413_naming_it(as_staff, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     settings.ATTACHMENT_MAX_TOTAL = 12
-    burst = make_burst()
+    burst = BurstFactory()
     assert upload(as_staff, burst, content=b"x" * 10).status_code == 201
     response = upload(as_staff, burst, content=b"x" * 3)
     assert response.status_code == 413
@@ -462,12 +463,12 @@ def test_attachments_beyond_the_total_limit_are_413_naming_it(as_staff, make_bur
     assert EmailAttachment.objects.filter(burst=burst).count() == 2
 
 
-def test_attachment_to_a_started_burst_is_409(as_staff, make_burst):
-    assert upload(as_staff, make_burst(status=BurstStatus.SENT)).status_code == 409
+def test_attachment_to_a_started_burst_is_409(as_staff):
+    assert upload(as_staff, BurstFactory(status=BurstStatus.SENT)).status_code == 409
 
 
-def test_upload_without_a_file_is_422(as_staff, make_burst):
-    burst = make_burst()
+def test_upload_without_a_file_is_422(as_staff):
+    burst = BurstFactory()
     response = as_staff.client.post(url(burst, "attachments"), {"other": "x"}, headers=as_staff.headers())
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "file"

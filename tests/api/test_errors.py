@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from tests.api.conftest import Api
+from tests.factories import BurstFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +18,8 @@ def operations(api: Api) -> list[tuple[str, str, dict]]:
 
 
 @pytest.fixture
-def ids(member, make_burst):
-    return {"id": make_burst(recipients=[member]).pk}
+def ids(member):
+    return {"id": BurstFactory(recipients=[member]).pk}
 
 
 def test_every_error_answer_is_declared(as_staff):
@@ -87,9 +88,9 @@ def test_a_large_body_from_an_anonymous_caller_is_401_without_reading_it(anon, s
     assert response.status_code == 401
 
 
-def test_too_many_form_fields_is_413(as_staff, make_burst, settings):
+def test_too_many_form_fields_is_413(as_staff, settings):
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
-    burst = make_burst()
+    burst = BurstFactory()
     response = as_staff.client.post(
         f"/api/email-burst/{burst.pk}/attachments/",
         {f"f{i}": "x" for i in range(10)},
@@ -98,8 +99,8 @@ def test_too_many_form_fields_is_413(as_staff, make_burst, settings):
     assert response.status_code == 413
 
 
-def test_broken_multipart_is_422(as_staff, make_burst):
-    burst = make_burst()
+def test_broken_multipart_is_422(as_staff):
+    burst = BurstFactory()
     response = as_staff.client.generic(
         "POST",
         f"/api/email-burst/{burst.pk}/attachments/",
@@ -152,9 +153,9 @@ def test_unknown_paths_and_missing_slashes_are_json_404s(as_staff, settings, deb
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"], ids=["NUL", "lone surrogate"])
-def test_strings_the_database_cannot_store_are_422(as_staff, member, make_burst, bad):
+def test_strings_the_database_cannot_store_are_422(as_staff, member, bad):
     """PostgreSQL refuses NUL in text, and UTF-8 has no lone surrogates: a 422, not a 500."""
-    burst = make_burst()
+    burst = BurstFactory()
     cases = [
         ("POST", "/api/login/", {"username": bad, "password": "x"}),
         ("POST", "/api/login/", {"username": "ada", "password": bad}),

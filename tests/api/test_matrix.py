@@ -14,8 +14,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus
+from campaigns.models import BurstStatus, DeliveryStatus
 from tests.api.conftest import Api, access_token
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -97,23 +98,23 @@ MATRIX = [
 
 
 @pytest.fixture
-def world(db, member, staff_user, staff_without_send, superuser, make_member, make_burst):
+def world(db, member, staff_user, staff_without_send, superuser):
     from members.models import Member
 
-    colleague = make_member(username="colleague", email="colleague@example.test", is_staff=True)
+    colleague = MemberFactory(username="colleague", email="colleague@example.test", is_staff=True)
     root_two = Member.objects.create_superuser(username="root2", email="root2@example.test", password="x")
-    people = [make_member() for _ in range(2)]
-    sent = make_burst(status=BurstStatus.SENT, recipients=people, deliveries_ready=True)
+    people = [MemberFactory() for _ in range(2)]
+    sent = BurstFactory(status=BurstStatus.SENT, recipients=people, deliveries_ready=True)
     for person, status in zip(people, [DeliveryStatus.FAILED, DeliveryStatus.SENT], strict=True):
-        Delivery.objects.create(burst=sent, member=person, email=person.email, status=status)
-    sending = make_burst(status=BurstStatus.SENDING, recipients=people, deliveries_ready=True)
-    paused = make_burst(status=BurstStatus.PAUSED, recipients=people, deliveries_ready=True)
+        DeliveryFactory(burst=sent, member=person, status=status)
+    sending = BurstFactory(status=BurstStatus.SENDING, recipients=people, deliveries_ready=True)
+    paused = BurstFactory(status=BurstStatus.PAUSED, recipients=people, deliveries_ready=True)
     return {
         "member": member.pk,
         "colleague": colleague.pk,
         "root": superuser.pk,
         "root_two": root_two.pk,
-        "draft": make_burst(recipients=[member]).pk,
+        "draft": BurstFactory(recipients=[member]).pk,
         "sending": sending.pk,
         "paused": paused.pk,
         "sent": sent.pk,

@@ -1,4 +1,4 @@
-"""Rights over the API (SPEC section 16, issue 8 point 1): only a superuser changes the
+"""Rights over the API (issue 8 point 1): only a superuser changes the
 rights or the sign-in (username, email, password, is_active) of a staff user or a
 superuser, or deletes one; nobody sets their own password here."""
 

@@ -1,4 +1,4 @@
-"""Members, staff and non-staff endpoints (SPEC 7, issue 4 point 3)."""
+"""Members, staff and non-staff endpoints (issue 4 point 3)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from campaigns.models import Delivery, DeliveryStatus
 from members.models import Member
+from tests.factories import BurstFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -131,8 +132,8 @@ def test_only_a_superuser_may_create_staff(as_staff, as_root):
 # --- list ----------------------------------------------------------------------------------
 
 
-def test_list_is_paginated_and_ordered_by_id(as_staff, make_member):
-    made = [make_member() for _ in range(7)]
+def test_list_is_paginated_and_ordered_by_id(as_staff):
+    made = [MemberFactory() for _ in range(7)]
     response = as_staff.get("/api/members/", {"limit": 3, "offset": 2})
     assert response.status_code == 200
     body = response.json()
@@ -144,7 +145,7 @@ def test_list_is_paginated_and_ordered_by_id(as_staff, make_member):
     assert made
 
 
-def test_limit_is_capped_at_500(as_staff, make_member):
+def test_limit_is_capped_at_500(as_staff):
     Member.objects.bulk_create(
         [Member(username=f"bulk{i}", email=f"bulk{i}@example.test") for i in range(510)]
     )
@@ -160,12 +161,12 @@ def test_bad_pagination_is_422(as_staff, params):
     assert response.json()["detail"][0]["field"] in params
 
 
-def test_search_matches_names_and_email(as_staff, make_member):
-    make_member(username="u1", email="marie@curie.test", first_name="Marie", last_name="Curie")
-    make_member(
+def test_search_matches_names_and_email(as_staff):
+    MemberFactory(username="u1", email="marie@curie.test", first_name="Marie", last_name="Curie")
+    MemberFactory(
         username="u2", email="pierre@curie.test", first_name="Pierre", middle_name="X", last_name="Curie"
     )
-    make_member(username="u3", email="someone@else.test", first_name="Lise", last_name="Meitner")
+    MemberFactory(username="u3", email="someone@else.test", first_name="Lise", last_name="Meitner")
 
     def names(search):
         return sorted(
@@ -205,8 +206,8 @@ def test_get_one_and_scopes(as_staff, staff_user, member):
     assert as_staff.delete(f"/api/non-staff/{staff_user.pk}/").status_code == 404
 
 
-def test_put_replaces_resetting_omitted_fields_but_not_privileges(as_root, make_member):
-    target = make_member(
+def test_put_replaces_resetting_omitted_fields_but_not_privileges(as_root):
+    target = MemberFactory(
         first_name="A",
         middle_name="B",
         last_name="C",
@@ -249,8 +250,8 @@ def test_patch_password_is_hashed(as_staff, member):
     assert member.check_password("Another-pass-987")
 
 
-def test_changing_to_a_taken_email_is_409(as_staff, member, make_member):
-    other = make_member(email="other@example.test")
+def test_changing_to_a_taken_email_is_409(as_staff, member):
+    other = MemberFactory(email="other@example.test")
     assert as_staff.patch(f"/api/members/{other.pk}/", {"email": "Ada@example.test"}).status_code == 409
     # its own address in another case is fine
     assert as_staff.patch(f"/api/members/{member.pk}/", {"email": "ADA@example.test"}).status_code == 200
@@ -290,8 +291,8 @@ def test_only_a_superuser_may_change_or_delete_a_superuser(as_staff, as_root, su
     assert as_root.patch(path, {"first_name": "Rooty"}).status_code == 200
 
 
-def test_delete_answers_204_and_keeps_past_deliveries(as_staff, member, make_burst):
-    burst = make_burst(recipients=[member])
+def test_delete_answers_204_and_keeps_past_deliveries(as_staff, member):
+    burst = BurstFactory(recipients=[member])
     Delivery.objects.create(burst=burst, member=member, email=member.email, status=DeliveryStatus.SENT)
     response = as_staff.delete(f"/api/members/{member.pk}/")
     assert response.status_code == 204 and response.content == b""

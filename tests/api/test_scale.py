@@ -2,71 +2,45 @@
 
 from __future__ import annotations
 
+import factory
 import pytest
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
 MAX_QUERIES = 5  # authentication, maybe an existence check, count, page
 
 
-def add_members(n: int, *, staff_every: int = 3) -> list[Member]:
-    start = Member.objects.count()
-    return Member.objects.bulk_create(
-        [
-            Member(
-                username=f"m{start + i}", email=f"m{start + i}@example.test", is_staff=(i % staff_every == 0)
-            )
-            for i in range(n)
-        ]
-    )
+STARTED = (BurstStatus.SENDING, BurstStatus.SENT)
 
 
 def add_bursts(n: int, recipients: list[Member]) -> list[EmailBurst]:
-    statuses = [BurstStatus.DRAFT, BurstStatus.SENDING, BurstStatus.SENT, BurstStatus.SCHEDULED]
-    bursts = EmailBurst.objects.bulk_create(
-        [
-            EmailBurst(
-                subject=f"s{i}",
-                body="b",
-                status=statuses[i % 4],
-                all_members=(i % 5 == 0),
-                # a started burst's deliveries all exist
-                deliveries_ready=statuses[i % 4] in (BurstStatus.SENDING, BurstStatus.SENT),
-            )
-            for i in range(n)
-        ]
-    )
-    through = EmailBurst.recipients.through
-    through.objects.bulk_create(
-        [through(emailburst_id=b.pk, member_id=m.pk) for b in bursts for m in recipients[:3]]
+    """`n` bursts, draft, sending, sent and scheduled in turn, every fifth for all members, the
+    others for three recipients; a started one has its two deliveries."""
+    bursts = BurstFactory.create_bulk(
+        n,
+        recipients=recipients[:3],
+        status=factory.Iterator(
+            [BurstStatus.DRAFT, BurstStatus.SENDING, BurstStatus.SENT, BurstStatus.SCHEDULED]
+        ),
+        all_members=factory.Iterator([True, False, False, False, False]),
+        deliveries_ready=factory.LazyAttribute(lambda burst: burst.status in STARTED),
     )
     Delivery.objects.bulk_create(
-        [
-            Delivery(burst=b, member=m, email=m.email, status=DeliveryStatus.SENT)
-            for b in bursts
-            if b.status != BurstStatus.DRAFT
-            for m in recipients[:2]
-        ]
+        DeliveryFactory.build(burst=b, member=m, status=DeliveryStatus.SENT)
+        for b in bursts
+        if b.status != BurstStatus.DRAFT
+        for m in recipients[:2]
     )
     return bursts
 
 
-def add_deliveries(burst: EmailBurst, members: list[Member]) -> None:
-    statuses = list(DeliveryStatus.values)
-    Delivery.objects.bulk_create(
-        [
-            Delivery(burst=burst, member=m, email=m.email, status=statuses[i % len(statuses)])
-            for i, m in enumerate(members)
-        ]
-    )
-
-
 @pytest.mark.parametrize("rows", [10, 1000])
 def test_member_lists(as_staff, django_assert_max_num_queries, rows):
-    add_members(rows)
+    MemberFactory.create_bulk(rows, is_staff=factory.Iterator([True, False, False]))
     for path in ("/api/members/", "/api/staff/", "/api/non-staff/"):
         for params in ({"limit": 500}, {"limit": 500, "search": "m1"}):
             with django_assert_max_num_queries(MAX_QUERIES):
@@ -77,7 +51,7 @@ def test_member_lists(as_staff, django_assert_max_num_queries, rows):
 
 @pytest.mark.parametrize("rows", [10, 1000])
 def test_burst_list(as_staff, django_assert_max_num_queries, rows):
-    members = add_members(5, staff_every=100)
+    members = MemberFactory.create_bulk(5)
     bursts = add_bursts(rows, members)
     with django_assert_max_num_queries(MAX_QUERIES):
         response = as_staff.get("/api/email-burst/", {"limit": 500})
@@ -100,10 +74,11 @@ def test_burst_list(as_staff, django_assert_max_num_queries, rows):
 
 
 @pytest.mark.parametrize("rows", [10, 1000])
-def test_deliveries_and_stats(as_staff, django_assert_max_num_queries, rows, make_burst):
-    members = add_members(rows)
-    burst = make_burst(status=BurstStatus.SENDING)
-    add_deliveries(burst, members)
+def test_deliveries_and_stats(as_staff, django_assert_max_num_queries, rows):
+    members = MemberFactory.create_bulk(rows)
+    burst = BurstFactory(status=BurstStatus.SENDING)
+    every_status = list(DeliveryStatus.values)
+    DeliveryFactory.create_for(burst, members, status=lambda i: every_status[i % len(every_status)])
     with django_assert_max_num_queries(MAX_QUERIES):
         response = as_staff.get(f"/api/email-burst/{burst.pk}/deliveries/", {"limit": 500})
     assert response.status_code == 200 and response.json()["count"] == rows

@@ -1,5 +1,5 @@
 """Changing or deleting a scheduled burst needs `campaigns.send_emailburst`, as sending
-does (SPEC section 16, issue 8 point 6); a draft stays open to any staff member.
+does: it decides what goes out (issue 8 point 6); a draft stays open to any staff member.
 
 The refusal comes from the auth step: a garbage body or an oversized upload from a
 caller without the permission is a 403, never a 422 or a 413.
@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns.models import BurstStatus, EmailAttachment, EmailBurst
 from tests.api.conftest import Api, access_token
+from tests.factories import BurstFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -39,11 +40,11 @@ def callers(staff_without_send, staff_user, superuser) -> dict[str, Api]:
 
 
 @pytest.fixture
-def bursts(make_burst, member, settings, tmp_path):
+def bursts(member, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     return {
-        "scheduled": make_burst(recipients=[member], status=BurstStatus.SCHEDULED),
-        "draft": make_burst(recipients=[member]),
+        "scheduled": BurstFactory(recipients=[member], status=BurstStatus.SCHEDULED),
+        "draft": BurstFactory(recipients=[member]),
     }
 
 

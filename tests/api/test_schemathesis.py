@@ -26,6 +26,7 @@ from ninja_jwt.tokens import AccessToken
 from schemathesis.config import SchemathesisConfig
 
 from config.api import api
+from tests.factories import BurstFactory, MemberFactory
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -86,7 +87,7 @@ def map_path_parameters(context, path_parameters):
 
 
 @pytest.fixture
-def world(db, settings, member, superuser, smtp_settings, make_member, make_burst):
+def world(db, settings, member, superuser, smtp_settings):
     from django.contrib.auth.models import Permission
 
     from campaigns.models import BurstStatus, Delivery, DeliveryStatus
@@ -105,8 +106,8 @@ def world(db, settings, member, superuser, smtp_settings, make_member, make_burs
     signals.request_finished.disconnect(close_old_connections)
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     settings.DEBUG = False
-    people = [member, *(make_member() for _ in range(3))]
-    bursts = [make_burst(recipients=people, status=status) for status in BurstStatus.values]
+    people = [member, *(MemberFactory() for _ in range(3))]
+    bursts = [BurstFactory(recipients=people, status=status) for status in BurstStatus.values]
     for burst in bursts:
         if burst.status != BurstStatus.DRAFT:
             for person, status in zip(people, DeliveryStatus.values, strict=False):

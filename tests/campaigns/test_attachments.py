@@ -3,12 +3,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns import services
 from campaigns.models import BurstStatus, EmailAttachment, EmailBurst
+from tests.factories import DraftBurstFactory, EditorFactory
 
 
 @pytest.fixture
 def draft(db, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
-    return services.burst_create(subject="Agenda", body="See the attachment.")
+    return DraftBurstFactory(subject="Agenda", body="See the attachment.")
 
 
 def upload(burst: EmailBurst, name: str = "agenda.txt") -> EmailAttachment:
@@ -50,7 +51,7 @@ def test_an_unknown_attachment_is_not_found(db):
         services.attachment_delete(attachment_id=999)
 
 
-# --- limits per burst (SPEC section 16) --------------------------------------------------------
+# --- limits per burst ----------------------------------------------------------------------------
 
 
 def sized(name: str, size: int) -> SimpleUploadedFile:
@@ -147,15 +148,8 @@ def test_a_duplicate_gets_the_attachments_of_its_original(draft, settings):
 
 @pytest.fixture
 def no_send(db):
-    from django.contrib.auth.models import Permission
-
-    from members.models import Member
-
-    user = Member.objects.create_user(username="nosend", email="nosend@example.test", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="campaigns").exclude(codename="send_emailburst")
-    )
-    return user
+    """Staff with every campaigns permission but sending."""
+    return EditorFactory(permissions__apps=["campaigns"])
 
 
 def test_staff_without_the_send_permission_may_not_touch_a_scheduled_bursts_attachments(draft, no_send):

@@ -5,14 +5,15 @@ import threading
 import pytest
 from django.db import connection
 
-from campaigns import services
+from campaigns import selectors, services
 from campaigns.models import Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
+from tests.factories import DraftBurstFactory, MemberFactory
 
 
 def write_from_another_connection() -> None:
     def work() -> None:
-        Member.objects.filter(username="m0").update(first_name="Changed")
+        Member.objects.filter(username="m00").update(first_name="Changed")
         connection.close()
 
     thread = threading.Thread(target=work)
@@ -22,19 +23,17 @@ def write_from_another_connection() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_every_delivery_while_another_worker_commits_between_batches(monkeypatch):
-    Member.objects.bulk_create(
-        Member(username=f"m{i}", email=f"m{i}@example.test", password="!") for i in range(25)
-    )
-    burst = services.burst_create(subject="News", body="Hello", all_members=True)
+    MemberFactory.create_bulk(25, prefix="m")
+    burst = DraftBurstFactory(subject="News", body="Hello", all_members=True)
     EmailBurst.objects.filter(pk=burst.pk).update(status="sending")
     monkeypatch.setattr(services, "CREATE_BATCH", 10)
-    real_reasons = services._with_reasons
+    real_reasons = selectors._with_reasons
 
     def let_another_worker_write_first(batch, burst_id):
         write_from_another_connection()  # e.g. a chunk task recording statuses meanwhile
         return real_reasons(batch, burst_id)
 
-    monkeypatch.setattr(services, "_with_reasons", let_another_worker_write_first)
+    monkeypatch.setattr(selectors, "_with_reasons", let_another_worker_write_first)
 
     assert services.burst_create_deliveries(burst_id=burst.pk) == 25
 

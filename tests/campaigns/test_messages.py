@@ -1,5 +1,5 @@
 """What receivers see: the messages the engine builds, as a real SMTP server got them
-(SPEC section 5, issue 3 point 7).
+(issue 3 point 7).
 
 Every message is parsed back with Python's `email` package (policy=default) and
 must carry no MIME defect; a realistic burst is also run through SpamAssassin.
@@ -18,13 +18,14 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils.html import escape
 
-from campaigns import sending, services
+from campaigns import services
+from campaigns.engine import mime, smtp, tokens
 from campaigns.models import Delivery, DeliveryStatus, EmailBurst
-from campaigns.smtp_sink import ReceivedMessage
-from members.models import Member
+from devtools.smtp_sink import ReceivedMessage
+from tests.campaigns.bursts import drive
+from tests.factories import AttachmentFactory, DraftBurstFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,35 +48,20 @@ PDF = (
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def make_member(email_address: str, **fields) -> Member:
-    username = fields.pop("username", email_address.split("@")[0])
-    fields.setdefault("first_name", "Ada")
-    fields.setdefault("last_name", "Lovelace")
-    return Member.objects.create_user(username=username, email=email_address, password=None, **fields)
+class ReaderFactory(MemberFactory):
+    first_name = "Ada"
+    last_name = "Lovelace"
 
 
-def make_burst(members, **fields) -> EmailBurst:
-    fields.setdefault("subject", "Spring meeting, {{ member.first_name }}")
-    fields.setdefault("body", TEXT)
-    fields.setdefault("sender", SENDER)
-    return services.burst_create(recipient_ids=[m.pk for m in members], **fields)
-
-
-def attach(burst: EmailBurst, name: str, data: bytes, content_type: str) -> None:
-    services.attachment_add(
-        burst_id=burst.pk, uploaded_file=SimpleUploadedFile(name, data, content_type=content_type)
-    )
+class MeetingFactory(DraftBurstFactory):
+    subject = "Spring meeting, {{ member.first_name }}"
+    body = TEXT
+    sender = SENDER
 
 
 def send(burst: EmailBurst) -> None:
     services.burst_send(burst_id=burst.pk)
-    for _ in range(10):
-        waiting = Delivery.objects.filter(burst=burst, status=DeliveryStatus.PENDING)
-        if not waiting.exists():
-            return
-        waiting.update(next_attempt_at=None)
-        sending.chunk_send(burst_id=burst.pk)
-    raise AssertionError("deliveries still pending")
+    drive(burst.pk, rounds=10)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -135,8 +121,8 @@ def engine(settings, smtp_settings, immediate_huey, tmp_path):
 
 
 def test_a_text_only_message_is_one_plain_text_part_without_defects(engine):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada]))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada]))
 
     received, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -151,8 +137,8 @@ def test_a_text_only_message_is_one_plain_text_part_without_defects(engine):
 
 
 def test_a_text_and_html_message_is_multipart_alternative_text_first(engine):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada], html_body=HTML))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada], html_body=HTML))
 
     _, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -166,12 +152,14 @@ def test_a_text_and_html_message_is_multipart_alternative_text_first(engine):
 
 
 def test_attachments_come_after_the_body_with_their_names_types_and_exact_bytes(engine, settings):
-    ada = make_member("ada@example.test")
-    burst = make_burst([ada], html_body=HTML)
+    ada = ReaderFactory(email="ada@example.test")
+    burst = MeetingFactory(recipients=[ada], html_body=HTML)
     binary = bytes(range(256)) * 40
-    attach(burst, "programme.pdf", PDF, "application/pdf")
-    attach(burst, "data.bin", binary, "application/octet-stream")
-    attach(burst, "Prögramm für Zoë.txt", "Grüße\n".encode(), "text/plain")
+    AttachmentFactory(burst=burst, filename="programme.pdf", data=PDF, content_type="application/pdf")
+    AttachmentFactory(burst=burst, filename="data.bin", data=binary, content_type="application/octet-stream")
+    AttachmentFactory(
+        burst=burst, filename="Prögramm für Zoë.txt", data="Grüße\n".encode(), content_type="text/plain"
+    )
     attachment_files = [
         os.path.join(dirpath, f) for dirpath, _, files in os.walk(settings.MEDIA_ROOT) for f in files
     ]
@@ -196,9 +184,9 @@ def test_attachments_come_after_the_body_with_their_names_types_and_exact_bytes(
 
 
 def test_a_text_only_message_with_an_attachment_is_multipart_mixed(engine):
-    ada = make_member("ada@example.test")
-    burst = make_burst([ada])
-    attach(burst, "programme.pdf", PDF, "application/pdf")
+    ada = ReaderFactory(email="ada@example.test")
+    burst = MeetingFactory(recipients=[ada])
+    AttachmentFactory(burst=burst, filename="programme.pdf", data=PDF, content_type="application/pdf")
 
     send(burst)
 
@@ -208,10 +196,10 @@ def test_a_text_only_message_with_an_attachment_is_multipart_mixed(engine):
 
 
 def test_non_ascii_subject_names_and_bodies_survive_the_trip(engine):
-    zoe = make_member("zoe@example.test", first_name="Zoë", last_name="Ångström-Øberg")
+    zoe = ReaderFactory(email="zoe@example.test", first_name="Zoë", last_name="Ångström-Øberg")
     send(
-        make_burst(
-            [zoe],
+        MeetingFactory(
+            recipients=[zoe],
             subject="Grüße, {{ member.first_name }} — ünïcödé ✓ 日本語",
             body="Liebe {{ member.full_name }},\n\nÇa va? Ünïcödé body — 😀 ✓\n",
             html_body="<p>Liebe {{ member.full_name }}, ça va? 😀</p>",
@@ -234,10 +222,10 @@ def test_non_ascii_subject_names_and_bodies_survive_the_trip(engine):
 
 def test_long_non_ascii_header_values_are_folded_and_read_back_whole(engine):
     name = "Zoë-Éléonore " * 8
-    ada = make_member("ada@example.test", first_name=name.strip(), last_name="Ångström " * 8)
+    ada = ReaderFactory(email="ada@example.test", first_name=name.strip(), last_name="Ångström " * 8)
     subject = "Grüße zum Frühlingstreffen des Rudervereins — " * 4
     from_name = "Ruderverein Grün-Weiß " * 4
-    send(make_burst([ada], subject=subject.strip()[:200], from_name=from_name.strip()[:100]))
+    send(MeetingFactory(recipients=[ada], subject=subject.strip()[:200], from_name=from_name.strip()[:100]))
 
     received, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -249,9 +237,9 @@ def test_long_non_ascii_header_values_are_folded_and_read_back_whole(engine):
 
 
 def test_a_long_subject_is_folded_and_read_back_whole(engine):
-    ada = make_member("ada@example.test")
+    ada = ReaderFactory(email="ada@example.test")
     subject = "A rather long subject line about the spring meeting " * 3
-    send(make_burst([ada], subject=subject.strip()))
+    send(MeetingFactory(recipients=[ada], subject=subject.strip()))
 
     received, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -260,9 +248,9 @@ def test_a_long_subject_is_folded_and_read_back_whole(engine):
 
 
 def test_long_body_lines_are_encoded_within_the_line_limit(engine):
-    ada = make_member("ada@example.test")
+    ada = ReaderFactory(email="ada@example.test")
     long_line = "word " * 400
-    send(make_burst([ada], body=long_line, html_body=f"<p>{long_line}</p>"))
+    send(MeetingFactory(recipients=[ada], body=long_line, html_body=f"<p>{long_line}</p>"))
 
     received, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -272,8 +260,8 @@ def test_long_body_lines_are_encoded_within_the_line_limit(engine):
 
 
 def test_a_body_line_made_of_a_single_dot_is_delivered_intact(engine):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada], body="Before\n.\n..\nAfter\n"))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada], body="Before\n.\n..\nAfter\n"))
 
     _, message = one_message(engine, "ada@example.test")
     assert "Before\n.\n..\nAfter\n" in text_part(message).get_content()
@@ -283,8 +271,8 @@ def test_a_body_line_made_of_a_single_dot_is_delivered_intact(engine):
 
 
 def test_from_has_the_display_name_and_reply_to_is_set_when_given(engine):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada], from_name="The Rowing Club", reply_to="secretary@example.org"))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada], from_name="The Rowing Club", reply_to="secretary@example.org"))
 
     _, message = one_message(engine, "ada@example.test")
     assert message["From"].addresses[0].display_name == "The Rowing Club"
@@ -295,8 +283,8 @@ def test_from_has_the_display_name_and_reply_to_is_set_when_given(engine):
 
 
 def test_without_from_name_and_reply_to_from_is_the_bare_address_and_reply_to_is_absent(engine):
-    ada = make_member("ada@example.test", first_name="", last_name="")
-    send(make_burst([ada]))
+    ada = ReaderFactory(email="ada@example.test", first_name="", last_name="")
+    send(MeetingFactory(recipients=[ada]))
 
     _, message = one_message(engine, "ada@example.test")
     assert message["From"].addresses[0].display_name == ""
@@ -306,8 +294,10 @@ def test_without_from_name_and_reply_to_from_is_the_bare_address_and_reply_to_is
 
 
 def test_a_display_name_with_specials_is_quoted(engine):
-    ada = make_member("ada@example.test", first_name='Ada "the first"', last_name="Lovelace, Countess")
-    send(make_burst([ada], from_name="Club, Inc. <news>"))
+    ada = ReaderFactory(
+        email="ada@example.test", first_name='Ada "the first"', last_name="Lovelace, Countess"
+    )
+    send(MeetingFactory(recipients=[ada], from_name="Club, Inc. <news>"))
 
     _, message = one_message(engine, "ada@example.test")
     assert defects(message) == []
@@ -322,17 +312,17 @@ def test_message_id_is_the_same_on_every_retry_of_a_delivery_and_differs_between
     engine, monkeypatch
 ):
     tried: list[tuple[str, bytes]] = []
-    deliver = sending.SmtpSession.deliver
+    deliver = smtp.SmtpSession.deliver
 
     def spy(self, sender, recipient, message, *args, **kwargs):  # records what goes on the wire
         tried.append((recipient, message))
         return deliver(self, sender, recipient, message, *args, **kwargs)
 
-    monkeypatch.setattr(sending.SmtpSession, "deliver", spy)
-    grey = make_member("grey@example.test")
-    ada = make_member("ada@example.test", username="ada2")
+    monkeypatch.setattr(smtp.SmtpSession, "deliver", spy)
+    grey = ReaderFactory(email="grey@example.test")
+    ada = ReaderFactory(email="ada@example.test", username="ada2")
     engine.script("grey@example.test", "451 4.7.1 Greylisted, try again later", "data:451 4.3.0 Later")
-    send(make_burst([grey, ada]))
+    send(MeetingFactory(recipients=[grey, ada]))
 
     assert Delivery.objects.get(member=grey).attempts == 3
     grey_ids = {parse(raw)["Message-ID"] for rcpt, raw in tried if rcpt == "grey@example.test"}
@@ -349,19 +339,22 @@ def test_message_id_is_the_same_on_every_retry_of_a_delivery_and_differs_between
 
 def test_the_message_id_sent_is_the_one_the_delivery_reports(engine, settings):
     settings.SENDER_EMAIL = "noreply@emailer.example.net"
-    ada = make_member("ada@example.test")
-    send(make_burst([ada], sender="news@example.org"))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada], sender="news@example.org"))
 
     _, message = one_message(engine, "ada@example.test")
-    assert message["Message-ID"] == Delivery.objects.get(member=ada).message_id
+    delivery = Delivery.objects.select_related("burst").get(member=ada)
+    assert message["Message-ID"] == mime.message_id(
+        burst_id=delivery.burst_id, delivery_id=delivery.pk, sender=delivery.burst.sender
+    )
 
 
 def test_list_headers_carry_the_unsubscribe_url_and_one_click(engine, settings):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada]))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada]))
 
     _, message = one_message(engine, "ada@example.test")
-    url = sending.unsubscribe_url(ada.pk)
+    url = tokens.unsubscribe_url(ada.pk)
     assert url.startswith("https://emailer.example.org/unsubscribe/")
     assert message["List-Unsubscribe"] == f"<{url}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -371,36 +364,36 @@ def test_list_headers_carry_the_unsubscribe_url_and_one_click(engine, settings):
 
 def test_list_unsubscribe_has_a_mailto_when_configured(engine, settings):
     settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.org"
-    ada = make_member("ada@example.test")
-    send(make_burst([ada]))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada]))
 
     _, message = one_message(engine, "ada@example.test")
     value = message["List-Unsubscribe"]
     targets = re.findall(r"<([^<>]+)>", value)
-    assert targets[0] == sending.unsubscribe_url(ada.pk)
+    assert targets[0] == tokens.unsubscribe_url(ada.pk)
     assert len(targets) == 2
     assert targets[1].startswith("mailto:unsubscribe@example.org")
 
 
 def test_every_member_gets_their_own_unsubscribe_link(engine):
-    ada = make_member("ada@example.test")
-    bob = make_member("bob@example.test", first_name="Bob")
-    send(make_burst([ada, bob]))
+    ada = ReaderFactory(email="ada@example.test")
+    bob = ReaderFactory(email="bob@example.test", first_name="Bob")
+    send(MeetingFactory(recipients=[ada, bob]))
 
     links = {}
     for member in (ada, bob):
         _, message = one_message(engine, member.email)
         links[member.email] = message["List-Unsubscribe"]
-        assert sending.unsubscribe_url(member.pk) in message["List-Unsubscribe"]
+        assert tokens.unsubscribe_url(member.pk) in message["List-Unsubscribe"]
     assert links["ada@example.test"] != links["bob@example.test"]
 
 
 def test_the_unsubscribe_link_is_in_the_footer_of_both_parts(engine):
-    ada = make_member("ada@example.test")
-    send(make_burst([ada], html_body=HTML))
+    ada = ReaderFactory(email="ada@example.test")
+    send(MeetingFactory(recipients=[ada], html_body=HTML))
 
     _, message = one_message(engine, "ada@example.test")
-    url = sending.unsubscribe_url(ada.pk)
+    url = tokens.unsubscribe_url(ada.pk)
     text = text_part(message).get_content()
     assert url in text
     assert text.rstrip().endswith(url), "in the footer, after the member's text"
@@ -412,27 +405,27 @@ def test_the_unsubscribe_link_is_in_the_footer_of_both_parts(engine):
 
 
 def test_an_html_body_that_is_a_whole_document_gets_its_footer_inside_body(engine):
-    ada = make_member("ada@example.test")
+    ada = ReaderFactory(email="ada@example.test")
     document = "<!DOCTYPE html><html><head><title>T</title></head><body><p>Hi {{ member.first_name }}</p></body></html>"
-    send(make_burst([ada], html_body=document))
+    send(MeetingFactory(recipients=[ada], html_body=document))
 
     _, message = one_message(engine, "ada@example.test")
     [html] = html_parts(message)
     content = html.get_content()
-    url = escape(sending.unsubscribe_url(ada.pk))
+    url = escape(tokens.unsubscribe_url(ada.pk))
     assert content.index("<p>Hi Ada</p>") < content.index(url) < content.lower().index("</body>")
     assert content.lower().count("<html") == 1
 
 
 def test_member_data_is_html_escaped_in_the_html_part(engine):
-    mallory = make_member(
-        "mallory@example.test",
+    mallory = ReaderFactory(
+        email="mallory@example.test",
         first_name="<script>alert(1)</script>",
         last_name='"><img src=x onerror=alert(2)>',
     )
     send(
-        make_burst(
-            [mallory],
+        MeetingFactory(
+            recipients=[mallory],
             subject="Hi {{ member.first_name }}",
             html_body="<p>Hi {{ member.first_name }} {{ member.last_name }}</p><p>{{ member.full_name }}</p>",
         )
@@ -472,8 +465,8 @@ def assert_not_injected(server, address: str, *, check_defects: bool = True) -> 
 
 
 def test_crlf_in_member_data_rendered_into_the_subject_adds_no_header_or_recipient(engine):
-    ada = make_member("ada@example.test", first_name=INJECTION)
-    send(make_burst([ada], subject="News for {{ member.first_name }}"))
+    ada = ReaderFactory(email="ada@example.test", first_name=INJECTION)
+    send(MeetingFactory(recipients=[ada], subject="News for {{ member.first_name }}"))
 
     message = assert_not_injected(engine, "ada@example.test")
     assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
@@ -481,26 +474,26 @@ def test_crlf_in_member_data_rendered_into_the_subject_adds_no_header_or_recipie
 
 
 def test_crlf_in_member_names_adds_no_header_or_recipient(engine):
-    ada = make_member("ada@example.test", first_name=INJECTION, last_name="Lovelace\nX-Injected: yes")
-    send(make_burst([ada]))
+    ada = ReaderFactory(email="ada@example.test", first_name=INJECTION, last_name="Lovelace\nX-Injected: yes")
+    send(MeetingFactory(recipients=[ada]))
 
     message = assert_not_injected(engine, "ada@example.test")
     assert "\n" not in str(message["To"])
 
 
 def test_crlf_in_from_name_and_subject_is_refused_when_the_burst_is_saved(engine):
-    ada = make_member("ada@example.test")
+    ada = ReaderFactory(email="ada@example.test")
     with pytest.raises(services.InvalidInput) as caught:
-        make_burst([ada], from_name="Club\r\nBcc: evil@example.org")
+        MeetingFactory(recipients=[ada], from_name="Club\r\nBcc: evil@example.org")
     assert caught.value.field == "from_name"
     with pytest.raises(services.InvalidInput) as caught:
-        make_burst([ada], subject="Hi\nBcc: evil@example.org")
+        MeetingFactory(recipients=[ada], subject="Hi\nBcc: evil@example.org")
     assert caught.value.field == "subject"
 
 
 def test_burst_send_refuses_crlf_in_a_from_name_that_reached_the_database(engine):
-    ada = make_member("ada@example.test")
-    burst = make_burst([ada])
+    ada = ReaderFactory(email="ada@example.test")
+    burst = MeetingFactory(recipients=[ada])
     EmailBurst.objects.filter(pk=burst.pk).update(from_name="Club\r\nBcc: evil@example.org")
 
     with pytest.raises(services.InvalidInput) as caught:
@@ -512,8 +505,8 @@ def test_burst_send_refuses_crlf_in_a_from_name_that_reached_the_database(engine
 
 def test_crlf_in_from_name_and_reply_to_of_a_sending_burst_adds_no_header(engine):
     """An older row, the shell, a data migration: the message builder must hold by itself."""
-    ada = make_member("ada@example.test")
-    burst = make_burst([ada])
+    ada = ReaderFactory(email="ada@example.test")
+    burst = MeetingFactory(recipients=[ada])
     EmailBurst.objects.filter(pk=burst.pk).update(
         status="sending",
         deliveries_ready=True,
@@ -522,7 +515,7 @@ def test_crlf_in_from_name_and_reply_to_of_a_sending_burst_adds_no_header(engine
     )
     Delivery.objects.create(burst=burst, member=ada, email=ada.email)
 
-    sending.chunk_send(burst_id=burst.pk)
+    services.chunk_process(burst_id=burst.pk)
 
     # The Reply-To that is left ("secretary@example.org X-Injected: yes" on one line) is not
     # a valid address, so the parser reports a defect there: that is the data, not an injection.
@@ -537,9 +530,9 @@ CRLF_ADDRESS = "ada@example.test\r\nBcc: evil@example.org"
 
 
 def test_crlf_in_a_member_address_never_reaches_another_recipient(engine):
-    ada = make_member(CRLF_ADDRESS, username="ada")
-    ok = make_member("ok@example.test", username="ok")
-    burst = make_burst([ada, ok])
+    ada = ReaderFactory(email=CRLF_ADDRESS, username="ada")
+    ok = ReaderFactory(email="ok@example.test", username="ok")
+    burst = MeetingFactory(recipients=[ada, ok])
 
     send(burst)
 
@@ -552,9 +545,9 @@ def test_crlf_in_a_member_address_never_reaches_another_recipient(engine):
 
 
 def test_a_member_address_that_is_not_one_valid_address_is_other_error_and_never_sent(engine):
-    ada = make_member(CRLF_ADDRESS, username="ada")
-    ok = make_member("ok@example.test", username="ok")
-    burst = make_burst([ada, ok])
+    ada = ReaderFactory(email=CRLF_ADDRESS, username="ada")
+    ok = ReaderFactory(email="ok@example.test", username="ok")
+    burst = MeetingFactory(recipients=[ada, ok])
 
     send(burst)
 
@@ -591,11 +584,11 @@ def test_every_message_of_a_realistic_burst_scores_at_most_half_a_point_with_spa
         ("grace@example.test", "Grace", "Hopper"),
     ]
     members = [
-        make_member(e, first_name=first, last_name=last, username=e.split("@")[0])
+        ReaderFactory(email=e, first_name=first, last_name=last, username=e.split("@")[0])
         for e, first, last in people
     ]
-    burst = make_burst(
-        members,
+    burst = MeetingFactory(
+        recipients=members,
         subject="Spring meeting of the rowing club on 12 April",
         body=(
             "Dear {{ member.first_name }},\n\n"
@@ -614,7 +607,7 @@ def test_every_message_of_a_realistic_burst_scores_at_most_half_a_point_with_spa
         from_name="Rowing Club",
         reply_to="secretary@example.org",
     )
-    attach(burst, "agenda.pdf", PDF, "application/pdf")
+    AttachmentFactory(burst=burst, filename="agenda.pdf", data=PDF, content_type="application/pdf")
 
     send(burst)
 

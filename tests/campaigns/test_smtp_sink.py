@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 from django.conf import settings as django_settings
 
-from campaigns.smtp_sink import (
+from devtools.smtp_sink import (
     DEFAULT_HANG_SECONDS,
     AcceptAllPolicy,
     Drop,

@@ -1,4 +1,4 @@
-"""Templates render under limits no input can pass (SPEC section 16, issue 8 point 3):
+"""Templates render under limits no input can pass (issue 8 point 3):
 a rendered part's size, small padding and repeat arguments, loop iterations, and a
 time budget checked from inside rendering."""
 
@@ -10,9 +10,8 @@ import tracemalloc
 import pytest
 from django.template import Context
 
-from campaigns import services
+from campaigns import selectors, services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from campaigns.services import InvalidInput
 from campaigns.templating import (
     MAX_WIDTH,
     LimitExceeded,
@@ -21,6 +20,7 @@ from campaigns.templating import (
     compile_burst,
     member_context,
 )
+from common.errors import InvalidInput
 from members.models import Member
 
 LIST_1000 = "'x'|ljust:'1000'|make_list"
@@ -208,7 +208,7 @@ def test_the_preview_for_a_member_who_hits_a_limit_is_invalid_input_naming_the_f
     mallory = Member.objects.create_user(username="mallory", email="m@example.test", first_name="Mallory")
     burst = services.burst_create(subject="Hi", body=MALLORY_BOMB, sender="news@example.org")
     with pytest.raises(InvalidInput) as caught:
-        services.burst_preview(burst_id=burst.pk, member_id=mallory.pk)
+        selectors.burst_preview(burst_id=burst.pk, member_id=mallory.pk)
     assert caught.value.field == "body" and "loop iterations" in caught.value.message
 
 

@@ -16,27 +16,17 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from members.models import Member
+from tests.factories import DraftBurstFactory, MemberFactory
 from tests.workers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def make_members(n: int, prefix: str = "m") -> None:
-    Member.objects.bulk_create(
-        Member(username=f"{prefix}{i}", email=f"{prefix}{i}@example.test", first_name=f"First{i}", password="!")
-        for i in range(n)
-    )
+class EveryoneFactory(DraftBurstFactory):
+    """A burst for all members, in text and HTML."""
 
-
-def make_burst(**extra) -> EmailBurst:
-    return services.burst_create(
-        subject="Hello {{ member.first_name }}",
-        body="Dear {{ member.first_name }},\nnews.",
-        html_body="<p>Dear {{ member.first_name }},</p><p>news.</p>",
-        all_members=True,
-        **extra,
-    )
+    all_members = True
+    html_body = "<p>Dear {{ member.first_name }},</p><p>news.</p>"
 
 
 def burst_done(burst_id: int) -> bool:
@@ -46,7 +36,9 @@ def burst_done(burst_id: int) -> bool:
 def assert_every_recipient_terminal(burst_id: int, expected: int) -> None:
     rows = Delivery.objects.filter(burst_id=burst_id)
     assert rows.count() == expected
-    assert not rows.exclude(status__in=[DeliveryStatus.SENT]).exists(), Counter(rows.values_list("status", flat=True))
+    assert not rows.exclude(status__in=[DeliveryStatus.SENT]).exists(), Counter(
+        rows.values_list("status", flat=True)
+    )
 
 
 @pytest.fixture
@@ -56,8 +48,8 @@ def sink(smtp_server_factory):
 
 
 def test_two_consumers_never_send_one_delivery_twice(sink, start_consumer):
-    make_members(1500)
-    burst = make_burst()
+    MemberFactory.create_bulk(1500)
+    burst = EveryoneFactory()
     services.burst_send(burst_id=burst.pk)
     consumers = [start_consumer(sink=sink, workers=2, EMAIL_CHUNK_SIZE=50) for _ in range(2)]
     wait_for(lambda: burst_done(burst.pk), timeout=120, what="the burst to be sent")
@@ -71,8 +63,8 @@ def test_two_consumers_never_send_one_delivery_twice(sink, start_consumer):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
 def test_a_crashed_consumer_loses_nothing_and_resends_at_most_what_was_in_flight(sink, start_consumer, sig):
     total = 2000
-    make_members(total)
-    burst = make_burst()
+    MemberFactory.create_bulk(total)
+    burst = EveryoneFactory()
     services.burst_send(burst_id=burst.pk)
     first = start_consumer(sink=sink, workers=2, EMAIL_CLAIM_TIMEOUT="3", EMAIL_CHUNK_SIZE="100")
     wait_for(lambda: sink.message_count >= total * 0.3, timeout=120, interval=0.01, what="30 % accepted")
@@ -100,8 +92,8 @@ def test_a_crashed_consumer_loses_nothing_and_resends_at_most_what_was_in_flight
 
 
 def test_the_rate_limit_holds_across_two_consumers(sink, start_consumer):
-    make_members(500)
-    burst = make_burst()
+    MemberFactory.create_bulk(500)
+    burst = EveryoneFactory()
     started = time.monotonic()
     services.burst_send(burst_id=burst.pk)
     for _ in range(2):
@@ -113,14 +105,14 @@ def test_the_rate_limit_holds_across_two_consumers(sink, start_consumer):
 
 
 def test_a_scheduled_burst_fires_once_at_its_time_and_the_old_slot_never_fires(sink, start_consumer):
-    make_members(5)
-    moved = make_burst()
+    MemberFactory.create_bulk(5)
+    moved = EveryoneFactory()
     services.burst_schedule(burst_id=moved.pk, send_at=timezone.now() + timedelta(seconds=2))
     services.burst_schedule(burst_id=moved.pk, send_at=timezone.now() + timedelta(days=1))  # rescheduled
-    cancelled = make_burst()
+    cancelled = EveryoneFactory()
     services.burst_schedule(burst_id=cancelled.pk, send_at=timezone.now() + timedelta(seconds=2))
     services.burst_cancel(burst_id=cancelled.pk)
-    due = make_burst()
+    due = EveryoneFactory()
     services.burst_schedule(burst_id=due.pk, send_at=timezone.now() + timedelta(seconds=3))
     start_consumer(sink=sink, workers=2)
     wait_for(lambda: burst_done(due.pk), timeout=60, what="the scheduled burst to be sent")
@@ -131,11 +123,13 @@ def test_a_scheduled_burst_fires_once_at_its_time_and_the_old_slot_never_fires(s
     assert not Delivery.objects.filter(burst_id__in=[moved.pk, cancelled.pk]).exists()
 
 
-def test_the_periodic_dispatcher_sends_a_due_burst_whose_delayed_task_was_lost(sink, start_consumer, huey_queue):
+def test_the_periodic_dispatcher_sends_a_due_burst_whose_delayed_task_was_lost(
+    sink, start_consumer, huey_queue
+):
     from huey.contrib.djhuey import HUEY
 
-    make_members(5)
-    burst = make_burst()
+    MemberFactory.create_bulk(5)
+    burst = EveryoneFactory()
     services.burst_schedule(burst_id=burst.pk, send_at=timezone.now() + timedelta(seconds=1))
     HUEY.storage.flush_schedule()  # the queue lost the delayed task
     time.sleep(1.2)

@@ -23,28 +23,47 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECURE_", "EMAIL_URL"))}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=full_env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_it_passes_the_deploy_check_with_production_settings(tmp_path):
     result = manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        DATABASE_URL=f"sqlite:////{tmp_path}/prod.sqlite3", HUEY_SQLITE_PATH=str(tmp_path / "h"), **PRODUCTION,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DATABASE_URL=f"sqlite:////{tmp_path}/prod.sqlite3",
+        HUEY_SQLITE_PATH=str(tmp_path / "h"),
+        **PRODUCTION,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_it_passes_the_plain_system_check_in_development(tmp_path):
-    result = manage("check", DEBUG="1", DATABASE_URL=f"sqlite:////{tmp_path}/dev.sqlite3", HUEY_SQLITE_PATH=str(tmp_path / "h"))
+    result = manage(
+        "check",
+        DEBUG="1",
+        DATABASE_URL=f"sqlite:////{tmp_path}/dev.sqlite3",
+        HUEY_SQLITE_PATH=str(tmp_path / "h"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_it_has_no_missing_migrations(tmp_path):
     result = manage(
-        "makemigrations", "--check", "--dry-run",
-        DEBUG="1", DATABASE_URL=f"sqlite:////{tmp_path}/dev.sqlite3", HUEY_SQLITE_PATH=str(tmp_path / "h"),
+        "makemigrations",
+        "--check",
+        "--dry-run",
+        DEBUG="1",
+        DATABASE_URL=f"sqlite:////{tmp_path}/dev.sqlite3",
+        HUEY_SQLITE_PATH=str(tmp_path / "h"),
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -32,8 +32,17 @@ print(json.dumps(out))
 """
 # Variables a developer's shell or CI may have set; each case starts from none.
 CLEARED = (
-    "DATABASE_URL", "REDIS_URL", "EMAIL_URL", "SENDER_EMAIL", "SENDER_PASSWORD", "DEBUG",
-    "SECRET_KEY", "EMAIL_TIMEOUT", "HUEY_IMMEDIATE", "TIME_ZONE", "EMAIL_RATE_LIMIT",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_URL",
+    "SENDER_EMAIL",
+    "SENDER_PASSWORD",
+    "DEBUG",
+    "SECRET_KEY",
+    "EMAIL_TIMEOUT",
+    "HUEY_IMMEDIATE",
+    "TIME_ZONE",
+    "EMAIL_RATE_LIMIT",
 )
 
 
@@ -89,8 +98,12 @@ def test_it_puts_the_sqlite_database_in_wal_mode(tmp_path):
         "    c.execute('PRAGMA journal_mode'); print(json.dumps(c.fetchone()[0]))",
     )
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update(DEBUG="1", DATABASE_URL=f"sqlite:////{tmp_path}/wal.sqlite3", HUEY_SQLITE_PATH=str(tmp_path / "h"))
-    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    env.update(
+        DEBUG="1", DATABASE_URL=f"sqlite:////{tmp_path}/wal.sqlite3", HUEY_SQLITE_PATH=str(tmp_path / "h")
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == "wal"
 

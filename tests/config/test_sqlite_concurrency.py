@@ -30,23 +30,39 @@ def test_two_processes_write_at_once_without_database_is_locked(tmp_path):
         HUEY_SQLITE_PATH=str(tmp_path / "huey.sqlite3"),
     )
     migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=BASE_DIR, env=env, capture_output=True, text=True
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert migrate.returncode == 0, migrate.stderr
 
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, tag], cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", WRITER, tag],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for tag in ("web", "worker")
     ]
     results = [w.communicate(timeout=180) for w in writers]
-    for writer, (out, err) in zip(writers, results, strict=True):
+    for writer, (_out, err) in zip(writers, results, strict=True):
         assert writer.returncode == 0, err
         assert "database is locked" not in err
 
     count = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from members.models import Member; print(Member.objects.count())"],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from members.models import Member; print(Member.objects.count())",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert count.stdout.strip() == "300"

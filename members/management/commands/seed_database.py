@@ -1,4 +1,4 @@
-"""Seed a small, fixed cast: 2 staff users, 10 members and 2 draft bursts (SPEC section 8).
+"""Seed a small, fixed cast: 2 staff users, 10 members and 2 draft bursts.
 
 Every row has a fixed natural key (username, burst subject), so a second run
 finds everything in place and adds nothing. No superuser: that is `make run`'s job.

@@ -1,4 +1,4 @@
-"""Print staff users, members and email bursts as aligned plain-text tables (SPEC section 8).
+"""Print staff users, members and email bursts as aligned plain-text tables.
 
 One query per table (recipient counts are annotated), plus one count per table
 with --limit: the number of queries never grows with the data.

@@ -1,5 +1,5 @@
 """The delivery report of a burst in the admin: figures, chart, progress, and one
-page of its deliveries. Every figure comes from `campaigns.services.burst_stats`
+page of its deliveries. Every figure comes from `campaigns.selectors.burst_stats`
 (one aggregate query); the deliveries are read one page at a time."""
 
 from __future__ import annotations
@@ -16,29 +16,15 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES, BurstStats, burst_next_retry
+from campaigns import selectors
+from campaigns.models import BurstStatus, DeliveryStatus, EmailBurst
+from campaigns.selectors import BurstStats
+from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES
+from campaigns.vocabulary import BURST_STATUS_VARIANTS, DELIVERY_STATUS_VARIANTS, STATUS_LABELS
 
 DELIVERIES_PER_PAGE = 25
 
-# Badge variants of unfold's label component, and chart colours, per status.
-BURST_STATUS_VARIANTS: dict[str, str] = {
-    BurstStatus.DRAFT: "default",
-    BurstStatus.SCHEDULED: "info",
-    BurstStatus.SENDING: "primary",
-    BurstStatus.PAUSED: "warning",
-    BurstStatus.SENT: "success",
-    BurstStatus.CANCELLED: "danger",
-}
-DELIVERY_STATUS_VARIANTS: dict[str, str] = {
-    DeliveryStatus.PENDING: "info",
-    DeliveryStatus.SENT: "success",
-    DeliveryStatus.SKIPPED: "default",
-    DeliveryStatus.NOT_FOUND: "warning",
-    DeliveryStatus.FAILED: "danger",
-    DeliveryStatus.CONNECTION_ERROR: "danger",
-    DeliveryStatus.OTHER_ERROR: "danger",
-}
+# Chart colours per status.
 DELIVERY_STATUS_COLORS: dict[str, str] = {
     DeliveryStatus.SENT: "#16a34a",
     DeliveryStatus.PENDING: "#60a5fa",
@@ -58,7 +44,6 @@ STATUS_ORDER: tuple[str, ...] = (
     DeliveryStatus.CONNECTION_ERROR,
     DeliveryStatus.OTHER_ERROR,
 )
-STATUS_LABELS = dict(DeliveryStatus.choices)
 STARTED_STATUSES = frozenset(
     {BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT, BurstStatus.CANCELLED}
 )
@@ -77,64 +62,40 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def next_retry_for(burst: EmailBurst, stats: BurstStats) -> Any:
-    if burst.status != BurstStatus.SENDING or not stats.pending_count:
-        return None
-    return burst_next_retry(burst_id=burst.pk)
-
-
-def progress_payload(
-    *,
-    status: str,
-    stats: BurstStats,
-    started_at: Any = None,
-    finished_at: Any = None,
-    pause_reason: str = "",
-    deliveries_ready: bool = True,
-    next_retry_at: Any = None,
-) -> dict[str, Any]:
+def progress_payload(*, burst: EmailBurst, stats: BurstStats) -> dict[str, Any]:
     """What the progress bar shows (also the JSON the page polls)."""
-    total = stats.total_recipients
-    done = total - stats.pending_count
-    percent = round(done * 100 / total, 1) if total else (100.0 if status == BurstStatus.SENT else 0.0)
-    end = finished_at if finished_at and status != BurstStatus.SENDING else timezone.now()
-    elapsed = (end - started_at).total_seconds() if started_at else 0.0
-    attempted = done - stats.skipped_count
-    rate = attempted / elapsed if elapsed > 0 and attempted > 0 else None
-    eta = (
-        stats.pending_count / rate if rate and stats.pending_count and status == BurstStatus.SENDING else None
-    )
-    preparing = status == BurstStatus.SENDING and not deliveries_ready
-    if preparing:
+    progress = selectors.burst_progress(burst=burst, stats=stats)
+    status, rate, eta = progress.status, progress.rate, progress.eta
+    if progress.preparing:
         eta_display = "preparing the recipient list…"
-    elif next_retry_at is not None and status == BurstStatus.SENDING:
+    elif progress.next_retry_at is not None:
         # The rest waits for retries (greylisting, full mailboxes): say when.
-        eta_display = f"waiting for retries, next at {timezone.localtime(next_retry_at):%H:%M:%S}"
+        eta_display = f"waiting for retries, next at {timezone.localtime(progress.next_retry_at):%H:%M:%S}"
     elif eta is not None:
         eta_display = format_duration(eta)
     else:
-        eta_display = "done" if not stats.pending_count and total else "—"
+        eta_display = "done" if not stats.pending_count and progress.total else "—"
     return {
         "status": status,
         "status_display": BurstStatus(status).label,
         "status_variant": BURST_STATUS_VARIANTS.get(status, "default"),
-        "pause_reason": pause_reason,
-        "deliveries_ready": deliveries_ready,
+        "pause_reason": burst.pause_reason,
+        "deliveries_ready": burst.deliveries_ready,
         "active": status == BurstStatus.SENDING,
-        "total": total,
-        "done": done,
+        "total": progress.total,
+        "done": progress.done,
         "sent": stats.sent_count,
         "failed": stats.failed_count,
         "pending": stats.pending_count,
         "skipped": stats.skipped_count,
         "success_rate": stats.success_rate,
-        "percent": percent,
+        "percent": progress.percent,
         "rate": round(rate, 1) if rate else None,
         "rate_display": f"{rate:.1f} msg/s" if rate else "—",
-        "elapsed_display": format_duration(elapsed) if started_at else "—",
+        "elapsed_display": format_duration(progress.elapsed) if burst.started_at else "—",
         "eta_seconds": round(eta) if eta is not None else None,
         "eta_display": eta_display,
-        "preparing": preparing,
+        "preparing": progress.preparing,
         "status_counts": stats.status_counts,
     }
 
@@ -197,29 +158,8 @@ def deliveries_page(request: HttpRequest, burst: EmailBurst, stats: BurstStats) 
     if status not in DeliveryStatus.values:
         status = ""
     query = request.GET.get("dq", "").strip()[:200]
-    queryset = (
-        Delivery.objects.filter(burst_id=burst.pk)
-        .select_related("member")
-        .only(
-            "id",
-            "burst_id",
-            "email",
-            "status",
-            "attempts",
-            "error_message",
-            "sent_at",
-            "updated_at",
-            "member__id",
-            "member__first_name",
-            "member__last_name",
-            "member__middle_name",
-        )
-        .order_by("id")
-    )
-    if status:
-        queryset = queryset.filter(status=status)
+    queryset = selectors.burst_deliveries(burst_id=burst.pk, status=status, query=query)
     if query:
-        queryset = queryset.filter(email__icontains=query)
         rows: Sequence = queryset
     else:
         known = stats.status_counts.get(status, 0) if status else stats.total_recipients
@@ -270,15 +210,7 @@ def deliveries_page(request: HttpRequest, burst: EmailBurst, stats: BurstStats) 
 
 
 def report_context(request: HttpRequest, burst: EmailBurst, stats: BurstStats) -> dict[str, Any]:
-    progress = progress_payload(
-        status=burst.status,
-        stats=stats,
-        started_at=burst.started_at,
-        finished_at=burst.finished_at,
-        pause_reason=burst.pause_reason,
-        deliveries_ready=burst.deliveries_ready,
-        next_retry_at=next_retry_for(burst, stats),
-    )
+    progress = progress_payload(burst=burst, stats=stats)
     failed_by_class = [
         {
             "key": s,

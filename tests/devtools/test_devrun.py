@@ -47,12 +47,22 @@ def test_ctrl_c_stops_the_web_server_the_worker_and_the_sink(tmp_path):
         EMAIL_URL=f"smtp://127.0.0.1:{sink}",
         PYTHONUNBUFFERED="1",
     )
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     log = tmp_path / "devrun.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "config.devrun"], cwd=BASE_DIR, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devtools.devrun"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while not (answers(web) and answers(sink)) and time.monotonic() < deadline:
             time.sleep(0.2)

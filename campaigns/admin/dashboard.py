@@ -8,16 +8,13 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.admin import annotate_outcomes, success_rate
-from campaigns.admin_report import BURST_STATUS_VARIANTS
-from campaigns.models import FAILED_DELIVERY_STATUSES, BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from members.models import Member
+from campaigns import selectors
+from campaigns.models import FAILED_DELIVERY_STATUSES, BurstStatus, DeliveryStatus
+from campaigns.vocabulary import BURST_STATUS_VARIANTS
 
 DAYS = 30
 RECENT_BURSTS = 8
@@ -28,17 +25,8 @@ OUTCOME_SERIES = (
 )
 
 
-def _member_totals() -> dict[str, int]:
-    return Member.objects.aggregate(
-        members=Count("id"),
-        subscribed=Count("id", filter=Q(is_active=True, unsubscribed_at__isnull=True)),
-        verified=Count("id", filter=Q(is_verified=True)),
-        staff=Count("id", filter=Q(is_staff=True)),
-    )
-
-
 def _bursts_by_status() -> list[dict[str, Any]]:
-    counts = dict(EmailBurst.objects.order_by().values_list("status").annotate(n=Count("id")))
+    counts = selectors.burst_status_counts()
     changelist = reverse("admin:campaigns_emailburst_changelist")
     return [
         {
@@ -55,8 +43,8 @@ def _bursts_by_status() -> list[dict[str, Any]]:
 
 def _recent_bursts() -> list[dict[str, Any]]:
     rows = []
-    for burst in annotate_outcomes(EmailBurst.objects.order_by("-created_at", "-id"))[:RECENT_BURSTS]:
-        rate = success_rate(burst)
+    for burst in selectors.recent_bursts(limit=RECENT_BURSTS):
+        rate = selectors.annotated_success_rate(burst)
         rows.append(
             {
                 "burst": burst,
@@ -73,28 +61,16 @@ def _recent_bursts() -> list[dict[str, Any]]:
 
 def _outcomes_per_day(today: date) -> tuple[dict[str, Any], dict[str, int]]:
     start_day = today - timedelta(days=DAYS - 1)
-    tz = timezone.get_current_timezone()
-    start = timezone.make_aware(timezone.datetime.combine(start_day, timezone.datetime.min.time()), tz)
-    rows = (
-        Delivery.objects.filter(updated_at__gte=start)
-        .exclude(status=DeliveryStatus.PENDING)
-        .annotate(day=TruncDate("updated_at", tzinfo=tz))
-        .order_by()
-        .values("day", "status")
-        .annotate(n=Count("id"))
-    )
+    counts = selectors.delivery_outcomes_by_day(first_day=start_day, days=DAYS)
     days = [start_day + timedelta(days=i) for i in range(DAYS)]
-    index = {d: i for i, d in enumerate(days)}
     series = {name: [0] * DAYS for name, _, _ in OUTCOME_SERIES}
     totals = {name: 0 for name, _, _ in OUTCOME_SERIES}
-    for row in rows:
-        i = index.get(row["day"])
-        if i is None:
-            continue
-        for name, _, statuses in OUTCOME_SERIES:
-            if row["status"] in statuses:
-                series[name][i] += row["n"]
-                totals[name] += row["n"]
+    for i, day in enumerate(days):
+        for status, n in counts.get(day, {}).items():
+            for name, _, statuses in OUTCOME_SERIES:
+                if status in statuses:
+                    series[name][i] += n
+                    totals[name] += n
     data = {
         "labels": [d.strftime("%b %d") for d in days],
         "datasets": [
@@ -148,7 +124,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         "import": reverse("admin:members_member_import"),
     }
     if see_members:
-        context["member_totals"] = _member_totals()
+        context["member_totals"] = selectors.member_totals()
     if see_bursts:
         by_status = _bursts_by_status()
         context["bursts_by_status"] = by_status

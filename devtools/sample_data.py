@@ -1,4 +1,4 @@
-"""A realistic data set for trying the admin and the dashboard (SPEC section 8).
+"""A realistic data set for trying the admin and the dashboard (`create_sample_data`).
 
 Names come from fixed lists through a seeded RNG, so two databases built with
 the same --members look alike; times are relative to now, so the dashboard's
@@ -13,13 +13,9 @@ import datetime
 import random
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
@@ -235,54 +231,6 @@ def sample_bursts() -> QuerySet[EmailBurst]:
     return EmailBurst.objects.filter(subject__in=SAMPLE_SUBJECTS)
 
 
-class Command(BaseCommand):
-    help = (
-        "Create a realistic sample data set: members, and draft, scheduled, paused, cancelled and sent "
-        "bursts with deliveries in every status. Does nothing if sample data exists, unless --force."
-    )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--members",
-            type=int,
-            default=DEFAULT_MEMBERS,
-            help=f"How many members to create (at least {MIN_MEMBERS}, default {DEFAULT_MEMBERS}).",
-        )
-        parser.add_argument(
-            "--force",
-            action="store_true",
-            help="Delete the existing sample members and bursts (with their deliveries) and create them again.",
-        )
-
-    def handle(self, *args: Any, members: int, force: bool, **options: Any) -> None:
-        if members < MIN_MEMBERS:
-            raise CommandError(f"--members must be at least {MIN_MEMBERS}, got {members}.")
-        with transaction.atomic():
-            found_members, found_bursts = sample_members().count(), sample_bursts().count()
-            if (found_members or found_bursts) and not force:
-                self.stdout.write(
-                    self.style.WARNING(
-                        f"Sample data already present ({found_members} members, {found_bursts} bursts): "
-                        "nothing done. Use --force to replace it."
-                    )
-                )
-                return
-            if force:
-                delete_sample_data()
-            summary = create_sample_data(members, random.Random(SEED), timezone.now())
-        self.report(summary, replaced=force and bool(found_members or found_bursts))
-
-    def report(self, summary: Summary, *, replaced: bool) -> None:
-        verb = "Replaced sample data" if replaced else "Created sample data"
-        statuses = ", ".join(f"{status} {count}" for status, count in summary.statuses.items())
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"{verb}: {summary.members} members, {summary.bursts} bursts, "
-                f"{summary.deliveries} deliveries ({statuses})."
-            )
-        )
-
-
 def delete_sample_data() -> None:
     sample_bursts().delete()
     # Deleting members runs the pre_delete signal that blanks their addresses on
@@ -400,8 +348,8 @@ def pick_status(rng: random.Random) -> str:
 def statuses_for(count: int, rng: random.Random, *, showcase: bool) -> list[str]:
     statuses = [pick_status(rng) for _ in range(count)]
     if showcase:
-        # Every status must appear (SPEC section 8); two pending rows stand
-        # for messages a stopped worker left behind.
+        # Every status appears here, so that the report and its filters have each one to
+        # show; two pending rows stand for messages a stopped worker left behind.
         forced = [
             DeliveryStatus.NOT_FOUND,
             DeliveryStatus.FAILED,
@@ -418,7 +366,7 @@ def statuses_for(count: int, rng: random.Random, *, showcase: bool) -> list[str]
 def outcome_for(
     burst: EmailBurst, member: Member, status: str, when: datetime.datetime, rng: random.Random
 ) -> Outcome:
-    """One delivery with attempts and error text consistent with its status (SPEC section 4)."""
+    """One delivery with attempts and error text consistent with its status."""
     max_attempts = settings.EMAIL_MAX_ATTEMPTS
     # 60 s, then doubling: the whole retry schedule of a delivery that used every attempt.
     retry_span = datetime.timedelta(seconds=settings.EMAIL_RETRY_DELAY * (2 ** (max_attempts - 1) - 1))

@@ -17,12 +17,11 @@ from campaigns.models import DeliveryStatus, EmailAttachment, EmailBurst
 from campaigns.services import (
     DEFAULT_RETRY_STATUSES,
     RETRYABLE_STATUSES,
-    InvalidInput,
-    ServiceError,
     attachment_limits_check,
-    burst_validate,
     send_at_check,
 )
+from campaigns.validation import burst_validate
+from common.errors import InvalidInput, ServiceError
 
 TEMPLATE_FIELDS = ("subject", "body", "html_body", "from_name")
 

@@ -1,11 +1,11 @@
-"""Bursts and deliveries in the admin (SPEC section 6).
+"""Bursts in the admin: the list, the burst page with its report, and the actions.
 
-Every state change goes through `campaigns.services` (the same functions as the
-API), always by POST: the bulk actions of the list are POST forms, and the burst
-page's buttons (unfold `actions_detail`, which are links) open a confirmation page
-that POSTs. Sending, scheduling, pausing, resuming, cancelling and retrying need the
+Every change goes through `campaigns.services` (the same functions as the API),
+always by POST: the bulk actions of the list are POST forms, and the burst page's
+buttons (unfold `actions_detail`, which are links) open a confirmation page that
+POSTs. Sending, scheduling, pausing, resuming, cancelling and retrying need the
 `campaigns.send_emailburst` permission: without it the buttons are hidden and the
-URLs answer 403.
+URLs answer 403. Which buttons a burst shows follows `campaigns.states`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
@@ -27,38 +25,26 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RangeDateTimeFilter
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateTimeFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.views import ChangeList
 
-from campaigns import admin_views, services
-from campaigns.admin_forms import (
+from campaigns import selectors
+from campaigns.admin import views
+from campaigns.admin.changelist import CheckedChangeList
+from campaigns.admin.forms import (
     AttachmentForm,
     AttachmentFormSet,
     EmailBurstForm,
     ScheduleForm,
     zone_description,
 )
-from campaigns.admin_report import (
-    BURST_STATUS_VARIANTS,
-    DELIVERY_STATUS_VARIANTS,
-    report_context,
-)
-from campaigns.models import (
-    FAILED_DELIVERY_STATUSES,
-    BurstStatus,
-    Delivery,
-    DeliveryStatus,
-    EmailAttachment,
-    EmailBurst,
-)
+from campaigns.admin.report import report_context
+from campaigns.models import BurstStatus, EmailAttachment, EmailBurst
 from campaigns.services import (
     RETRYABLE_STATUSES,
     SEND_PERMISSION,
-    IllegalState,
-    InvalidInput,
-    ServiceError,
     attachment_add,
     attachment_delete,
     burst_cancel,
@@ -68,55 +54,27 @@ from campaigns.services import (
     burst_duplicate,
     burst_schedule,
     burst_send,
-    burst_stats,
     burst_update,
-    bursts_with_counts,
 )
+from campaigns.states import BurstAction
+from campaigns.vocabulary import BURST_STATUS_VARIANTS
+from common.errors import IllegalState, InvalidInput, NotFound, ServiceError
 
 # Above this many chosen recipients the page shows a count instead of the
 # autocomplete (which would render every chosen member).
 RECIPIENT_WIDGET_LIMIT = 500
 
-
-def _delivery_count(statuses: list[str] | None = None) -> Coalesce:
-    deliveries = Delivery.objects.filter(burst=OuterRef("pk"))
-    if statuses:
-        deliveries = deliveries.filter(status__in=statuses)
-    counted = deliveries.order_by().values("burst").annotate(c=Count("*")).values("c")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def annotate_outcomes(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
-    """recipient_count (services) plus delivery counts, one subquery each: no query per row."""
-    return bursts_with_counts(queryset).annotate(
-        n_deliveries=_delivery_count(),
-        n_sent=_delivery_count([DeliveryStatus.SENT]),
-        n_failed=_delivery_count(sorted(FAILED_DELIVERY_STATUSES)),
-        n_skipped=_delivery_count([DeliveryStatus.SKIPPED]),
-    )
-
-
-def success_rate(burst: EmailBurst) -> float | None:
-    """The annotated burst's success rate, None (shown as a dash) with nothing to send."""
-    total, skipped = getattr(burst, "n_deliveries", 0), getattr(burst, "n_skipped", 0)
-    if total == skipped:
-        return None
-    return services.success_rate(sent=burst.n_sent, total=total, skipped=skipped)
-
-
-class CheckedChangeList(ChangeList):
-    """A date filter such as 9999-12-31 23:30 in a zone west of UTC is year 10000 in
-    UTC, which SQLite's adapter cannot convert when the query runs (a 500). Compiling
-    the query here turns that into Django's answer to any bad filter instead: the list
-    again, with `?e=1`."""
-
-    def get_queryset(self, request: HttpRequest, exclude_parameters: list[str] | None = None) -> QuerySet:
-        queryset = super().get_queryset(request, exclude_parameters)
-        try:
-            queryset.query.get_compiler(queryset.db).as_sql()
-        except OverflowError as exc:
-            raise IncorrectLookupParameters(exc) from exc
-        return queryset
+# The burst page's buttons that are offered only where their action is legal
+# (pre-flight: where sending is).
+BUTTON_ACTIONS: dict[str, str] = {
+    "schedule_burst": BurstAction.SCHEDULE,
+    "send_burst": BurstAction.SEND,
+    "pause_burst": BurstAction.PAUSE,
+    "resume_burst": BurstAction.RESUME,
+    "cancel_burst": BurstAction.CANCEL,
+    "retry_burst": BurstAction.RETRY,
+    "preflight_burst": BurstAction.SEND,
+}
 
 
 def _may_change(request: HttpRequest, burst: EmailBurst | None) -> bool:
@@ -204,7 +162,7 @@ class EmailBurstAdmin(ModelAdmin):
     # --- queryset, permissions ---------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailBurst]:
-        return annotate_outcomes(super().get_queryset(request))
+        return selectors.annotate_outcomes(super().get_queryset(request))
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return CheckedChangeList
@@ -230,7 +188,8 @@ class EmailBurstAdmin(ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
         # Once started, a burst is a record: its page is read-only. A scheduled one is
-        # read-only too without the send permission (SPEC section 16).
+        # read-only too without the send permission: it is set to go, so changing it
+        # is as good as sending it.
         return super().has_change_permission(request, obj) and _may_change(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: EmailBurst | None = None) -> bool:
@@ -275,7 +234,7 @@ class EmailBurstAdmin(ModelAdmin):
 
     @display(description="Success rate")
     def success_rate_column(self, burst: EmailBurst) -> str:
-        rate = success_rate(burst)
+        rate = selectors.annotated_success_rate(burst)
         return "—" if rate is None else f"{rate:.1f} %"
 
     @display(description="When")
@@ -299,7 +258,7 @@ class EmailBurstAdmin(ModelAdmin):
 
     def _chosen_count(self, burst: EmailBurst) -> int:
         if not hasattr(burst, "_chosen_count"):
-            burst._chosen_count = EmailBurst.recipients.through.objects.filter(emailburst_id=burst.pk).count()
+            burst._chosen_count = selectors.burst_chosen_count(burst_id=burst.pk)
         return burst._chosen_count
 
     def _recipients_field(self, request: HttpRequest, obj: EmailBurst | None) -> str:
@@ -339,7 +298,7 @@ class EmailBurstAdmin(ModelAdmin):
         extra_context = dict(extra_context or {})
         burst = self.get_object(request, object_id) if object_id.isdigit() else None
         if burst is not None and self.has_view_or_change_permission(request, burst):
-            stats = burst_stats(burst_id=burst.pk)
+            stats = selectors.burst_stats(burst_id=burst.pk)
             request.__dict__.setdefault("_emailer_stats", {})[burst.pk] = stats
             extra_context.update(report_context(request, burst, stats))
             extra_context["can_send"] = self.has_send_permission(request)
@@ -349,16 +308,7 @@ class EmailBurstAdmin(ModelAdmin):
 
     def get_actions_detail(self, request: HttpRequest, object_id: int) -> list:
         allowed = super().get_actions_detail(request, object_id)
-        burst = admin_views.get_burst(request, str(object_id))
-        verbs = {
-            "schedule_burst": "schedule",
-            "send_burst": "send",
-            "pause_burst": "pause",
-            "resume_burst": "resume",
-            "cancel_burst": "cancel",
-            "retry_burst": "retry",
-            "preflight_burst": "preflight",
-        }
+        burst = views.get_burst(request, str(object_id))
         stats = request.__dict__.get("_emailer_stats", {}).get(burst.pk)
         nothing_to_retry = stats is not None and not any(
             stats.status_counts.get(s) for s in RETRYABLE_STATUSES
@@ -366,9 +316,9 @@ class EmailBurstAdmin(ModelAdmin):
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}_"
         shown = []
         for a in allowed:
-            verb = verbs.get(a.action_name.removeprefix(prefix))
+            verb = BUTTON_ACTIONS.get(a.action_name.removeprefix(prefix))
             if verb is None or (
-                admin_views.is_legal(verb, burst.status) and not (verb == "retry" and nothing_to_retry)
+                views.is_legal(verb, burst.status) and not (verb == BurstAction.RETRY and nothing_to_retry)
             ):
                 shown.append(a)
         return shown
@@ -449,12 +399,12 @@ class EmailBurstAdmin(ModelAdmin):
         return [
             path(
                 "<path:object_id>/progress/",
-                wrap(admin_views.progress_view),
+                wrap(views.progress_view),
                 name="campaigns_emailburst_progress",
             ),
             path(
                 "<path:object_id>/report/<str:fmt>/",
-                wrap(admin_views.report_export_view),
+                wrap(views.report_export_view),
                 name="campaigns_emailburst_report_export",
             ),
             *super().get_urls(),
@@ -473,15 +423,15 @@ class EmailBurstAdmin(ModelAdmin):
         done = 0
         skipped: dict[str, list[str]] = defaultdict(list)
         for burst in queryset.order_by("pk"):
-            if not admin_views.is_legal(verb, burst.status):
-                skipped[admin_views.skip_reason(verb, burst.status)].append(str(burst))
+            if not views.is_legal(verb, burst.status):
+                skipped[views.skip_reason(verb, burst.status)].append(str(burst))
                 continue
             try:
                 run(burst)
             except IllegalState:
                 burst.refresh_from_db(fields=["status"])
-                skipped[admin_views.skip_reason(verb, burst.status)].append(str(burst))
-            except InvalidInput as exc:
+                skipped[views.skip_reason(verb, burst.status)].append(str(burst))
+            except (InvalidInput, NotFound) as exc:
                 skipped[exc.message].append(str(burst))
             else:
                 done += 1
@@ -495,11 +445,11 @@ class EmailBurstAdmin(ModelAdmin):
 
     @action(description="Send now", permissions=["send"])
     def send_now(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
-        self._bulk(request, queryset, "send", "started", lambda b: burst_send(burst_id=b.pk))
+        self._bulk(request, queryset, BurstAction.SEND, "started", lambda b: burst_send(burst_id=b.pk))
 
     @action(description="Cancel", permissions=["send"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
-        self._bulk(request, queryset, "cancel", "cancelled", lambda b: burst_cancel(burst_id=b.pk))
+        self._bulk(request, queryset, BurstAction.CANCEL, "cancelled", lambda b: burst_cancel(burst_id=b.pk))
 
     @action(description="Duplicate as draft", permissions=["add"])
     def duplicate_as_draft(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
@@ -526,7 +476,7 @@ class EmailBurstAdmin(ModelAdmin):
             self._bulk(
                 request,
                 queryset,
-                "schedule",
+                BurstAction.SCHEDULE,
                 "scheduled",
                 lambda b: burst_schedule(burst_id=b.pk, send_at=send_at),
             )
@@ -553,11 +503,11 @@ class EmailBurstAdmin(ModelAdmin):
 
     @action(description="Preview", url_path="preview", icon="visibility", permissions=["preview"])
     def preview_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.preview_view(self, request, object_id)
+        return views.preview_view(self, request, object_id)
 
     @action(description="Pre-flight", url_path="preflight", icon="checklist", permissions=["preview"])
     def preflight_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.preflight_view(self, request, object_id)
+        return views.preflight_view(self, request, object_id)
 
     @action(
         description="Send a test to me",
@@ -566,11 +516,11 @@ class EmailBurstAdmin(ModelAdmin):
         permissions=["preview"],
     )
     def send_test_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.send_test_view(self, request, object_id)
+        return views.send_test_view(self, request, object_id)
 
     @action(description="Schedule…", url_path="schedule", icon="schedule", permissions=["send"])
     def schedule_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.schedule_view(self, request, object_id)
+        return views.schedule_view(self, request, object_id)
 
     @action(
         description="Send now",
@@ -580,7 +530,7 @@ class EmailBurstAdmin(ModelAdmin):
         variant=ActionVariant.PRIMARY,
     )
     def send_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.state_change_view(self, request, object_id, "send")
+        return views.state_change_view(self, request, object_id, BurstAction.SEND)
 
     @action(
         description="Pause",
@@ -590,7 +540,7 @@ class EmailBurstAdmin(ModelAdmin):
         variant=ActionVariant.WARNING,
     )
     def pause_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.state_change_view(self, request, object_id, "pause")
+        return views.state_change_view(self, request, object_id, BurstAction.PAUSE)
 
     @action(
         description="Resume",
@@ -600,7 +550,7 @@ class EmailBurstAdmin(ModelAdmin):
         variant=ActionVariant.PRIMARY,
     )
     def resume_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.state_change_view(self, request, object_id, "resume")
+        return views.state_change_view(self, request, object_id, BurstAction.RESUME)
 
     @action(
         description="Cancel",
@@ -610,86 +560,8 @@ class EmailBurstAdmin(ModelAdmin):
         variant=ActionVariant.DANGER,
     )
     def cancel_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.state_change_view(self, request, object_id, "cancel")
+        return views.state_change_view(self, request, object_id, BurstAction.CANCEL)
 
     @action(description="Retry failed…", url_path="retry", icon="replay", permissions=["send"])
     def retry_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.retry_view(self, request, object_id)
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(ModelAdmin):
-    """Deliveries are the engine's records: browse and filter, never edit."""
-
-    list_display = (
-        "id",
-        "burst_link",
-        "recipient",
-        "status_badge",
-        "attempts",
-        "smtp_reply",
-        "sent_at",
-        "updated_at",
-    )
-    list_display_links = ("id",)
-    list_filter = (
-        ("status", ChoicesDropdownFilter),
-        ("burst", AutocompleteSelectFilter),
-        ("updated_at", RangeDateTimeFilter),
-    )
-    list_filter_submit = True
-    search_fields = ("email",)
-    list_select_related = ("burst",)
-    show_full_result_count = False
-    list_per_page = 50
-    ordering = ("-id",)
-    readonly_fields = (
-        "burst",
-        "member",
-        "email",
-        "status",
-        "error_message",
-        "attempts",
-        "sent_at",
-        "created_at",
-        "updated_at",
-    )
-    fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
-        return super().get_queryset(request).defer("burst__body", "burst__html_body")
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return CheckedChangeList
-
-    @display(description="Burst", ordering="burst")
-    def burst_link(self, delivery: Delivery) -> str:
-        url = reverse("admin:campaigns_emailburst_change", args=[delivery.burst_id])
-        return format_html(
-            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject
-        )
-
-    @display(description="Recipient", ordering="email")
-    def recipient(self, delivery: Delivery) -> str:
-        if delivery.member_id:
-            url = reverse("admin:members_member_change", args=[delivery.member_id])
-            return format_html('<a href="{}">{}</a>', url, delivery.email or f"member {delivery.member_id}")
-        return delivery.email or "deleted member"
-
-    @display(description="Status", ordering="status", label=DELIVERY_STATUS_VARIANTS)
-    def status_badge(self, delivery: Delivery) -> tuple[str, str]:
-        return delivery.status, delivery.get_status_display()
-
-    @display(description="SMTP reply")
-    def smtp_reply(self, delivery: Delivery) -> str:
-        text = delivery.error_message
-        return text if len(text) <= 90 else text[:88] + "…"
+        return views.retry_view(self, request, object_id)

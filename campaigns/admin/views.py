@@ -2,7 +2,9 @@
 (every change is a POST), the schedule and retry forms, pre-flight, preview, the
 progress JSON polled by the burst page, and the delivery report export.
 
-The views are thin: parse, call a `campaigns.services` function, say what happened.
+The views are thin: parse, call a `campaigns.services` function (or read through
+`campaigns.selectors`), say what happened. Which state changes are offered follows
+`campaigns.states`.
 """
 
 from __future__ import annotations
@@ -25,51 +27,41 @@ from django.utils.text import slugify
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from import_export.formats.base_formats import CSV, XLSX
 
-from campaigns.admin_forms import RetryForm, ScheduleForm, zone_description
-from campaigns.admin_report import STATUS_LABELS, next_retry_for, progress_payload
+from campaigns import selectors
+from campaigns.admin.forms import RetryForm, ScheduleForm, zone_description
+from campaigns.admin.report import progress_payload
+from campaigns.admin.resources import DeliveryResource
 from campaigns.models import BurstStatus, EmailBurst
-from campaigns.resources import DeliveryResource
 from campaigns.services import (
-    ServiceError,
     burst_cancel,
     burst_pause,
-    burst_preflight,
-    burst_preview,
     burst_resume,
     burst_retry,
     burst_schedule,
     burst_send,
     burst_send_test,
-    burst_stats,
-    bursts_with_counts,
 )
+from campaigns.states import BurstAction, burst_actions_available
+from campaigns.vocabulary import STATUS_LABELS
+from common.errors import ServiceError
 from config.security import PREVIEW_FRAME_POLICY
 from members.models import Member
 
-# --- which state changes are legal (mirrors campaigns.models.BURST_TRANSITIONS) --------------
-
-LEGAL_IN: dict[str, frozenset[str]] = {
-    "send": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
-    "schedule": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
-    "pause": frozenset({BurstStatus.SENDING}),
-    "resume": frozenset({BurstStatus.PAUSED}),
-    "cancel": frozenset({BurstStatus.SCHEDULED, BurstStatus.SENDING, BurstStatus.PAUSED}),
-    "retry": frozenset({BurstStatus.SENDING, BurstStatus.PAUSED, BurstStatus.SENT}),
-    "preflight": frozenset({BurstStatus.DRAFT, BurstStatus.SCHEDULED}),
-}
+# --- which state changes are legal ------------------------------------------------------------
 
 
 def is_legal(verb: str, status: str) -> bool:
-    return status in LEGAL_IN.get(verb, frozenset(BurstStatus.values))
+    """Whether the admin offers `verb` (a BurstAction) for a burst in `status`."""
+    return verb in burst_actions_available(status)
 
 
 def skip_reason(verb: str, status: str) -> str:
     """A short reason for a bulk action's per-burst message."""
-    if verb in ("send", "schedule") and status in (BurstStatus.SENDING, BurstStatus.SENT):
+    if verb in (BurstAction.SEND, BurstAction.SCHEDULE) and status in (BurstStatus.SENDING, BurstStatus.SENT):
         return f"already {status}"
-    if verb == "cancel" and status == BurstStatus.CANCELLED:
+    if verb == BurstAction.CANCEL and status == BurstStatus.CANCELLED:
         return "already cancelled"
-    if verb == "cancel" and status == BurstStatus.DRAFT:
+    if verb == BurstAction.CANCEL and status == BurstStatus.DRAFT:
         return "a draft (nothing to cancel)"
     return f"it is {status}"
 
@@ -141,29 +133,29 @@ def _cancel(burst: EmailBurst) -> str:
 
 
 STATE_CHANGES: dict[str, StateChange] = {
-    "send": StateChange(
-        "send",
+    BurstAction.SEND: StateChange(
+        BurstAction.SEND,
         "Send now",
         "Start sending this burst now? Every recipient gets one message; this cannot be undone.",
         "Send now",
         _send,
     ),
-    "pause": StateChange(
-        "pause",
+    BurstAction.PAUSE: StateChange(
+        BurstAction.PAUSE,
         "Pause sending",
         "Pause this burst? Messages already on their way finish; no new one starts until you resume.",
         "Pause",
         _pause,
     ),
-    "resume": StateChange(
-        "resume",
+    BurstAction.RESUME: StateChange(
+        BurstAction.RESUME,
         "Resume sending",
         "Resume this burst? Only the recipients not yet done are mailed.",
         "Resume",
         _resume,
     ),
-    "cancel": StateChange(
-        "cancel",
+    BurstAction.CANCEL: StateChange(
+        BurstAction.CANCEL,
         "Cancel burst",
         "Cancel this burst? Deliveries not yet sent become “skipped”; this cannot be undone.",
         "Cancel burst",
@@ -187,9 +179,7 @@ def state_change_view(
     if not is_legal(verb, burst.status):
         messages.warning(request, f"“{burst}” cannot be {_past(verb)}: {skip_reason(verb, burst.status)}.")
         return HttpResponseRedirect(_change_url(burst))
-    recipients = bursts_with_counts(EmailBurst.objects.filter(pk=burst.pk)).values_list(
-        "recipient_count", flat=True
-    )[0]
+    recipients = selectors.burst_recipient_count(burst_id=burst.pk)
     return _page(
         model_admin,
         request,
@@ -228,9 +218,9 @@ def schedule_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str)
                 )
                 return HttpResponseRedirect(_change_url(burst))
     else:
-        if not is_legal("schedule", burst.status):
+        if not is_legal(BurstAction.SCHEDULE, burst.status):
             messages.warning(
-                request, f"“{burst}” cannot be scheduled: {skip_reason('schedule', burst.status)}."
+                request, f"“{burst}” cannot be scheduled: {skip_reason(BurstAction.SCHEDULE, burst.status)}."
             )
             return HttpResponseRedirect(_change_url(burst))
         initial = {"send_at": timezone.localtime(burst.scheduled_at)} if burst.scheduled_at else {}
@@ -269,13 +259,14 @@ def retry_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) ->
                     messages.info(request, f"No {classes} delivery to retry.")
             return HttpResponseRedirect(_change_url(burst))
     else:
-        if not is_legal("retry", burst.status):
+        if not is_legal(BurstAction.RETRY, burst.status):
             messages.warning(
-                request, f"“{burst}” has no delivery to retry: {skip_reason('retry', burst.status)}."
+                request,
+                f"“{burst}” has no delivery to retry: {skip_reason(BurstAction.RETRY, burst.status)}.",
             )
             return HttpResponseRedirect(_change_url(burst))
         form = RetryForm()
-    stats = burst_stats(burst_id=burst.pk)
+    stats = selectors.burst_stats(burst_id=burst.pk)
     counts = [
         {"key": key, "label": label, "count": stats.status_counts.get(key, 0)}
         for key, label in form.fields["statuses"].choices
@@ -328,7 +319,7 @@ def send_test_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str
 
 def preflight_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     burst = get_burst(request, object_id)
-    result = burst_preflight(burst_id=burst.pk)
+    result = selectors.burst_preflight(burst_id=burst.pk)
     total = result.to_send + result.skipped_total
     return _page(
         model_admin,
@@ -339,7 +330,7 @@ def preflight_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str
         preflight=result,
         total=total,
         skipped=sorted(result.skipped.items(), key=lambda item: -item[1]),
-        can_send=model_admin.has_send_permission(request) and is_legal("send", burst.status),
+        can_send=model_admin.has_send_permission(request) and is_legal(BurstAction.SEND, burst.status),
         ready=not result.template_error and not result.render_failures and result.to_send > 0,
     )
 
@@ -364,26 +355,21 @@ def _preview_frame(html: str | None) -> HttpResponse:
 
 def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     burst = get_burst(request, object_id)
-    members = Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
-    if not burst.all_members:
-        members = members.filter(email_bursts=burst)
-    choices = list(
-        members.order_by("pk").only("pk", "email", "first_name", "middle_name", "last_name")[:PREVIEW_CHOICES]
-    )
+    choices = selectors.preview_members(burst=burst, limit=PREVIEW_CHOICES)
     member: Member | None = None
     error = ""
     email = request.GET.get("email", "").strip()
     if email:
-        member = Member.objects.filter(email__iexact=email).first()
+        member = selectors.preview_member(email=email)
         if member is None:
             error = f"No member with the address {email}."
     elif request.GET.get("member", "").isdigit():
-        member = Member.objects.filter(pk=int(request.GET["member"])).first()
+        member = selectors.preview_member(member_id=int(request.GET["member"]))
     if member is None and not error:
         member = choices[0] if choices else None
     rendered = None
     try:
-        rendered = burst_preview(burst_id=burst.pk, member_id=member.pk if member else None)
+        rendered = selectors.burst_preview(burst_id=burst.pk, member_id=member.pk if member else None)
     except ServiceError as exc:
         error = exc.message
     if request.GET.get("part") == "html":
@@ -413,16 +399,8 @@ def progress_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str)
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     burst = get_burst(request, object_id)
-    stats = burst_stats(burst_id=burst.pk)
-    payload = progress_payload(
-        status=stats.status,
-        stats=stats,
-        started_at=burst.started_at,
-        finished_at=burst.finished_at,
-        pause_reason=burst.pause_reason,
-        deliveries_ready=burst.deliveries_ready,
-        next_retry_at=next_retry_for(burst, stats),
-    )
+    stats = selectors.burst_stats(burst_id=burst.pk)
+    payload = progress_payload(burst=burst, stats=stats)
     return JsonResponse(payload, headers={"Cache-Control": "no-store"})
 
 

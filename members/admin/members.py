@@ -8,7 +8,7 @@ change a superuser at all (view only), delete a staff user or a superuser (here 
 with "Delete selected"), or open a staff account's password page (403). Everyone's
 own password page is the site's password change form, which asks for the current
 password. A non-staff member's password may be set by staff with the change
-permission. Groups carry permissions: only a superuser adds, changes or deletes one."""
+permission."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.core.validators import EMPTY_VALUES
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,50 +26,23 @@ from django.utils.translation import ngettext
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, XLSX
 from unfold.admin import ModelAdmin
-from unfold.contrib.filters.admin import BooleanRadioFilter, RadioFilter, RangeDateFilter
+from unfold.contrib.filters.admin import BooleanRadioFilter
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
-from unfold.utils import parse_date_str
 
+from campaigns.selectors import member_deliveries
+from campaigns.vocabulary import DELIVERY_STATUS_VARIANTS
+from common.errors import Forbidden
 from members import services
-from members.admin_import import SkipInvalidRowsImportMixin
+from members.admin.filters import JoinedDateRangeFilter, SubscribedFilter
+from members.admin.importing import SkipInvalidRowsImportMixin
 from members.models import Member
 from members.resources import MemberResource
 
 TIMELINE_LENGTH = 50
 # Locked fields a non-superuser is not even shown; the other locked ones are read-only.
 NOT_OFFERED = frozenset({"password", *services.RIGHTS_FIELDS})
-
-
-class SubscribedFilter(RadioFilter):
-    title = "subscription"
-    parameter_name = "subscribed"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Subscribed"), ("no", "Unsubscribed")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Member]) -> QuerySet[Member]:
-        if self.value() == "yes":
-            return queryset.filter(unsubscribed_at__isnull=True)
-        if self.value() == "no":
-            return queryset.filter(unsubscribed_at__isnull=False)
-        return queryset
-
-
-class JoinedDateRangeFilter(RangeDateFilter):
-    """A date range on a datetime field, both ends included (days in TIME_ZONE)."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        filters = {}
-        for suffix, lookup in (("_from", "__date__gte"), ("_to", "__date__lte")):
-            value = self.used_parameters.get(f"{self.parameter_name}{suffix}")
-            if value not in EMPTY_VALUES and isinstance(value, str):
-                parsed = parse_date_str(value)
-                if parsed is None:
-                    return None
-                filters[f"{self.parameter_name}{lookup}"] = parsed
-        return queryset.filter(**filters)
 
 
 @admin.register(Member)
@@ -196,34 +166,15 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         return super().change_view(request, object_id, form_url, extra_context)
 
     def delivery_timeline(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
-        from campaigns.admin_report import DELIVERY_STATUS_VARIANTS
-        from campaigns.models import Delivery
-
         try:
             member_id = int(object_id)
         except (TypeError, ValueError):
             return {}
-        deliveries = list(
-            Delivery.objects.filter(member_id=member_id)
-            .select_related("burst")
-            .only(
-                "id",
-                "status",
-                "email",
-                "error_message",
-                "attempts",
-                "sent_at",
-                "updated_at",
-                "burst__id",
-                "burst__subject",
-                "burst__status",
-            )
-            .order_by("-id")[: TIMELINE_LENGTH + 1]
-        )
-        more = len(deliveries) > TIMELINE_LENGTH
+        # One more than shown tells whether there are more.
+        deliveries = member_deliveries(member_id=member_id, limit=TIMELINE_LENGTH + 1)
         return {
             "timeline": deliveries[:TIMELINE_LENGTH],
-            "timeline_more": more,
+            "timeline_more": len(deliveries) > TIMELINE_LENGTH,
             "timeline_variants": DELIVERY_STATUS_VARIANTS,
             "timeline_all_url": reverse("admin:campaigns_delivery_changelist")
             + f"?member__id__exact={member_id}",
@@ -267,7 +218,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         stored = Member.objects.select_for_update().get(pk=obj.pk) if change else None
         try:
             services.member_change_check(actor=request.user, member=stored, changes=form.changed_data)
-        except services.MemberForbidden as exc:
+        except Forbidden as exc:
             raise PermissionDenied(exc.message) from None
         if stored is not None:
             # Saving writes every column: keep the stored values of what this user may not
@@ -290,20 +241,3 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
-
-
-class SuperuserOnlyGroupAdmin(BaseGroupAdmin):
-    """A group's permissions are its members' permissions: only a superuser changes them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
-
-    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
-        return request.user.is_superuser
-
-
-admin.site.unregister(Group)
-admin.site.register(Group, SuperuserOnlyGroupAdmin)

@@ -1,4 +1,4 @@
-"""`python manage.py smtp_sink`: the development SMTP sink (SPEC section 2)."""
+"""`python manage.py smtp_sink`: the development SMTP sink `make run` sends mail to."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from campaigns.smtp_sink import SinkEvent, SinkServer, magic_table
+from devtools.smtp_sink import SinkEvent, SinkServer, magic_table
 
-logger = logging.getLogger("campaigns.smtp_sink")
+logger = logging.getLogger("devtools.smtp_sink")
 
 
 class Command(BaseCommand):

@@ -1,0 +1,97 @@
+"""Deliveries in the admin: the engine's records, to browse and filter, never edit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RangeDateTimeFilter
+from unfold.decorators import display
+from unfold.views import ChangeList
+
+from campaigns.admin.changelist import CheckedChangeList
+from campaigns.models import Delivery
+from campaigns.vocabulary import DELIVERY_STATUS_VARIANTS
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ModelAdmin):
+    """Deliveries are the engine's records: browse and filter, never edit."""
+
+    list_display = (
+        "id",
+        "burst_link",
+        "recipient",
+        "status_badge",
+        "attempts",
+        "smtp_reply",
+        "sent_at",
+        "updated_at",
+    )
+    list_display_links = ("id",)
+    list_filter = (
+        ("status", ChoicesDropdownFilter),
+        ("burst", AutocompleteSelectFilter),
+        ("updated_at", RangeDateTimeFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("email",)
+    list_select_related = ("burst",)
+    show_full_result_count = False
+    list_per_page = 50
+    ordering = ("-id",)
+    readonly_fields = (
+        "burst",
+        "member",
+        "email",
+        "status",
+        "error_message",
+        "attempts",
+        "sent_at",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).defer("burst__body", "burst__html_body")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
+
+    @display(description="Burst", ordering="burst")
+    def burst_link(self, delivery: Delivery) -> str:
+        url = reverse("admin:campaigns_emailburst_change", args=[delivery.burst_id])
+        return format_html(
+            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject
+        )
+
+    @display(description="Recipient", ordering="email")
+    def recipient(self, delivery: Delivery) -> str:
+        if delivery.member_id:
+            url = reverse("admin:members_member_change", args=[delivery.member_id])
+            return format_html('<a href="{}">{}</a>', url, delivery.email or f"member {delivery.member_id}")
+        return delivery.email or "deleted member"
+
+    @display(description="Status", ordering="status", label=DELIVERY_STATUS_VARIANTS)
+    def status_badge(self, delivery: Delivery) -> tuple[str, str]:
+        return delivery.status, delivery.get_status_display()
+
+    @display(description="SMTP reply")
+    def smtp_reply(self, delivery: Delivery) -> str:
+        text = delivery.error_message
+        return text if len(text) <= 90 else text[:88] + "…"

@@ -1,0 +1,111 @@
+"""`selectors.burst_stats`: the counts and success rate agree with the delivery rows, in
+one query.
+
+Real aiosmtpd sink, real engine, huey in immediate mode (chunk tasks run inline
+when the transaction commits); retries are driven by `drive`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from campaigns import selectors, services
+from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from common.errors import NotFound, ServiceError
+from tests.api.conftest import Api, access_token
+from tests.campaigns.bursts import drive, sending_burst
+from tests.factories import DraftBurstFactory, MemberFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _burst_with_every_status() -> EmailBurst:
+    plan = [
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.NOT_FOUND,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.CONNECTION_ERROR,
+        DeliveryStatus.OTHER_ERROR,
+        DeliveryStatus.PENDING,
+        DeliveryStatus.SKIPPED,
+        DeliveryStatus.SKIPPED,
+    ]
+    members = MemberFactory.create_bulk(len(plan), prefix="m")
+    burst = sending_burst(members)
+    for member, status in zip(members, plan, strict=True):
+        Delivery.objects.filter(burst=burst, member=member).update(status=status)
+    return burst
+
+
+def test_burst_stats_matches_the_delivery_rows_in_one_query(engine, django_assert_num_queries):
+    burst = _burst_with_every_status()
+
+    with django_assert_num_queries(1):
+        stats = selectors.burst_stats(burst_id=burst.pk)
+
+    rows = Counter(Delivery.objects.filter(burst=burst).values_list("status", flat=True))
+    assert stats.status_counts == {s: rows.get(s, 0) for s in DeliveryStatus.values}
+    assert set(stats.status_counts) == set(DeliveryStatus.values)
+    assert stats.total_recipients == 10 == sum(rows.values())
+    assert stats.sent_count == 3
+    assert stats.failed_count == 4
+    assert stats.pending_count == 1
+    assert stats.skipped_count == 2
+    assert stats.success_rate == 37.5  # 3 / (10 - 2)
+    assert stats.status == BurstStatus.SENDING
+    assert stats.email_burst_id == burst.pk
+
+
+def test_burst_stats_rounds_the_success_rate_to_two_places_and_is_zero_with_nothing_to_send(engine):
+    members = MemberFactory.create_bulk(4, prefix="m")
+    burst = sending_burst(members)
+    Delivery.objects.filter(burst=burst, member__in=members[:1]).update(status=DeliveryStatus.SENT)
+    Delivery.objects.filter(burst=burst, member__in=members[1:3]).update(status=DeliveryStatus.FAILED)
+    Delivery.objects.filter(burst=burst, member__in=members[3:]).update(status=DeliveryStatus.SKIPPED)
+    assert selectors.burst_stats(burst_id=burst.pk).success_rate == 33.33
+
+    Delivery.objects.filter(burst=burst).update(status=DeliveryStatus.SKIPPED)
+    stats = selectors.burst_stats(burst_id=burst.pk)
+    assert stats.success_rate == 0
+    assert isinstance(stats.success_rate, float)
+
+    empty = DraftBurstFactory()
+    stats = selectors.burst_stats(burst_id=empty.pk)
+    assert (stats.total_recipients, stats.success_rate) == (0, 0)
+
+
+def test_burst_stats_agrees_with_the_rows_while_a_burst_is_being_sent(engine):
+    members = MemberFactory.create_bulk(5, prefix="m")
+    engine.script("m01@example.test", "451 4.7.1 Greylisted")
+    engine.script("m03@example.test", "550 5.1.1 Unknown")
+    burst = DraftBurstFactory(recipients=members)
+
+    services.burst_send(burst_id=burst.pk)
+
+    stats = selectors.burst_stats(burst_id=burst.pk)
+    assert (stats.sent_count, stats.pending_count, stats.failed_count) == (3, 1, 1)
+    assert stats.success_rate == 60.0
+    drive(burst.pk)
+    stats = selectors.burst_stats(burst_id=burst.pk)
+    assert (stats.sent_count, stats.pending_count, stats.failed_count, stats.status) == (
+        4,
+        0,
+        1,
+        BurstStatus.SENT,
+    )
+
+
+def test_burst_stats_of_an_unknown_burst_is_not_found(staff_user):
+    with pytest.raises(ServiceError) as caught:
+        selectors.burst_stats(burst_id=999_999)
+
+    # NotFound itself, not some other refusal that an is-a check would let through:
+    # the API picks the HTTP status by the error's type.
+    assert type(caught.value) is NotFound
+    assert caught.value.field == "id"
+    response = Api(access_token(staff_user)).get("/api/email-burst/999999/stats/")
+    assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})

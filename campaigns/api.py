@@ -71,8 +71,9 @@ def _burst(burst_id: int) -> EmailBurst:
     return get_object_or_404(_bursts(), pk=burst_id)
 
 
-def _exists(burst_id: int) -> None:
-    get_object_or_404(EmailBurst.objects.only("pk"), pk=burst_id)
+def _exists(burst_id: int) -> EmailBurst:
+    """The burst (its id, status and counters) or 404."""
+    return get_object_or_404(EmailBurst.objects.only("pk", "status", *selectors.COUNTER_FIELDS), pk=burst_id)
 
 
 def _fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +94,9 @@ def _fields(data: dict[str, Any]) -> dict[str, Any]:
     operation_id="email_burst_list",
 )
 def list_bursts(request: HttpRequest, page: Query[PageQuery]):
-    """Staff only. Newest first, paginated with `limit` (at most 500) and `offset`."""
-    return paginate(_bursts(), page)
+    """Staff only. Newest first, paginated with `limit` (at most 500) and `offset`, or by
+    following `next` (a cursor link)."""
+    return paginate(_bursts(), page, request)
 
 
 @router.post(
@@ -282,8 +284,12 @@ def burst_stats(request: HttpRequest, id: int):
 )
 def burst_deliveries(request: HttpRequest, id: int, query: Query[DeliveryQuery]):
     """Staff only. Ordered by id, filterable by `status`, paginated."""
-    _exists(id)
-    return paginate(selectors.burst_deliveries(burst_id=id, status=query.status or ""), query)
+    burst = _exists(id)
+    # The burst's counters know how many there are of each status.
+    count = burst.counts[query.status] if query.status else burst.delivery_total
+    return paginate(
+        selectors.burst_deliveries(burst_id=id, status=query.status or ""), query, request, count=count
+    )
 
 
 @router.post(

@@ -9,7 +9,7 @@ from ninja import Field, Schema
 from pydantic import AwareDatetime, BeforeValidator, StringConstraints, model_validator
 
 from campaigns.models import BurstStatus, DeliveryStatus
-from common.api import Bool, EmailOrBlank, Id, Line, PageQuery, Text, json_string
+from common.api import Bool, EmailOrBlank, Id, Line, PageOut, PageQuery, Text, json_string
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 Body = Annotated[Text, StringConstraints(min_length=1)]
@@ -37,9 +37,8 @@ class BurstOut(Schema):
     created_at: datetime
 
 
-class BurstPage(Schema):
+class BurstPage(PageOut):
     items: list[BurstOut]
-    count: int
 
 
 def _one_audience(values):
@@ -133,9 +132,8 @@ class DeliveryOut(Schema):
     updated_at: datetime
 
 
-class DeliveryPage(Schema):
+class DeliveryPage(PageOut):
     items: list[DeliveryOut]
-    count: int
 
 
 class DeliveryQuery(PageQuery):

@@ -6,16 +6,21 @@ Nothing here writes. The services, the admin and the API read through these.
 
 from __future__ import annotations
 
+import operator
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
 from django.db.models import (
     Case,
+    CharField,
     Count,
+    Exists,
+    F,
     IntegerField,
     Min,
     OuterRef,
@@ -25,16 +30,20 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Greatest, TruncDate
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Coalesce, Greatest, TruncDate, Upper
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from campaigns.engine.mime import context_for, prepare_burst
 from campaigns.models import (
     FAILED_DELIVERY_STATUSES,
     BurstStatus,
+    DailyOutcome,
     Delivery,
     DeliveryStatus,
     EmailBurst,
+    counter_field,
 )
 from campaigns.templating import TemplateProblem, compile_burst
 from campaigns.validation import burst_validate
@@ -50,6 +59,7 @@ PREVIEW_FIELDS = ("pk", "email", "first_name", "middle_name", "last_name", "user
 # --- statistics ------------------------------------------------------------------------------------------
 
 FAILED_KEYS = ("not_found", "failed", "connection_error", "other_error")
+COUNTER_FIELDS = tuple(counter_field(status) for status in DeliveryStatus.values)
 
 
 @dataclass(frozen=True)
@@ -66,13 +76,6 @@ class BurstStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _count_annotations(prefix: str = "deliveries__") -> dict[str, Count]:
-    counts = {"n_total": Count(f"{prefix}id")} if prefix else {"n_total": Count("id")}
-    for status in DeliveryStatus.values:
-        counts[f"n_{status}"] = Count(f"{prefix}id", filter=Q(**{f"{prefix}status": status}))
-    return counts
 
 
 def success_rate(*, sent: int, total: int, skipped: int) -> float:
@@ -101,25 +104,21 @@ def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> Bur
 
 
 def burst_stats(*, burst_id: int) -> BurstStats:
-    """A burst's delivery figures (totals, each status, the success rate), from one
-    aggregate query whatever the number of deliveries."""
-    row = (
-        EmailBurst.objects.filter(pk=burst_id).values("pk", "status").annotate(**_count_annotations()).first()
-    )
-    if row is None:
+    """A burst's delivery figures (totals, each status, the success rate), from the
+    counters kept on the burst: the same cost whatever the number of deliveries."""
+    burst = EmailBurst.objects.filter(pk=burst_id).only("pk", "status", *COUNTER_FIELDS).first()
+    if burst is None:
         raise NotFound(f"email burst {burst_id} does not exist", field="id")
-    return stats_from_counts(row["pk"], row["status"], row)
+    return burst_stats_of(burst)
+
+
+def burst_stats_of(burst: EmailBurst) -> BurstStats:
+    """The figures of a burst already read (with its counters)."""
+    return stats_from_counts(burst.pk, burst.status, {f"n_{s}": n for s, n in burst.counts.items()})
 
 
 def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
     """Annotate `recipient_count`: deliveries once started, else members it would mail now."""
-    deliveries = (
-        Delivery.objects.filter(burst=OuterRef("pk"))
-        .order_by()
-        .values("burst")
-        .annotate(c=Count("*"))
-        .values("c")
-    )
     chosen = (
         Member.objects.filter(email_bursts=OuterRef("pk"), is_active=True, unsubscribed_at__isnull=True)
         .order_by()
@@ -138,7 +137,7 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
         When(all_members=True, then=Coalesce(Subquery(everyone[:1]), Value(0))),
         default=Coalesce(Subquery(chosen), Value(0)),
     )
-    delivered = Coalesce(Subquery(deliveries), Value(0))
+    delivered = _counters_sum(DeliveryStatus.values)
     return queryset.annotate(
         recipient_count=Case(
             When(status__in=[BurstStatus.DRAFT, BurstStatus.SCHEDULED], then=would_mail),
@@ -154,21 +153,18 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
     )
 
 
-def _delivery_count(statuses: list[str] | None = None) -> Coalesce:
-    deliveries = Delivery.objects.filter(burst=OuterRef("pk"))
-    if statuses:
-        deliveries = deliveries.filter(status__in=statuses)
-    counted = deliveries.order_by().values("burst").annotate(c=Count("*")).values("c")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+def _counters_sum(statuses: Iterable[str]) -> Combinable:
+    """The sum of the burst's counters of `statuses`, as an expression."""
+    return reduce(operator.add, (F(counter_field(status)) for status in sorted(statuses)))
 
 
 def annotate_outcomes(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
-    """recipient_count plus delivery counts, one subquery each: no query per row."""
+    """recipient_count plus delivery counts, from the counters: no query per row."""
     return bursts_with_counts(queryset).annotate(
-        n_deliveries=_delivery_count(),
-        n_sent=_delivery_count([DeliveryStatus.SENT]),
-        n_failed=_delivery_count(sorted(FAILED_DELIVERY_STATUSES)),
-        n_skipped=_delivery_count([DeliveryStatus.SKIPPED]),
+        n_deliveries=_counters_sum(DeliveryStatus.values),
+        n_sent=F(counter_field(DeliveryStatus.SENT)),
+        n_failed=_counters_sum(FAILED_DELIVERY_STATUSES),
+        n_skipped=F(counter_field(DeliveryStatus.SKIPPED)),
     )
 
 
@@ -194,12 +190,32 @@ def burst_chosen_count(*, burst_id: int) -> int:
 
 def burst_next_retry(*, burst_id: int) -> datetime | None:
     """When every pending delivery waits for a retry: the earliest retry time."""
-    now = timezone.now()
-    row = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING).aggregate(
-        ready=Count("id", filter=Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)),
-        next_at=Min("next_attempt_at"),
+    pending = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING)
+    # The first pending row found ready ends the look (most often the first one).
+    if pending.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())).exists():
+        return None
+    return pending.aggregate(next_at=Min("next_attempt_at"))["next_at"]
+
+
+def delivery_counts(*, burst_id: int) -> dict[str, int]:
+    """A burst's deliveries by status, counted (what its counters must say)."""
+    counted = dict(
+        Delivery.objects.filter(burst_id=burst_id).order_by().values_list("status").annotate(n=Count("id"))
     )
-    return row["next_at"] if not row["ready"] else None
+    return {status: counted.get(status, 0) for status in DeliveryStatus.values}
+
+
+def daily_outcome_recount() -> dict[tuple[date, str], int]:
+    """Deliveries by the day their (non-pending) status was written and status,
+    counted (what the daily outcomes must say)."""
+    rows = (
+        Delivery.objects.exclude(status=DeliveryStatus.PENDING)
+        .annotate(day=TruncDate("updated_at", tzinfo=timezone.get_default_timezone()))
+        .order_by()
+        .values_list("day", "status")
+        .annotate(n=Count("id"))
+    )
+    return {(day, status): n for day, status, n in rows}
 
 
 # --- recipients ---------------------------------------------------------------------------------
@@ -212,68 +228,55 @@ def burst_recipients(burst: EmailBurst) -> QuerySet[Member]:
     return Member.objects.filter(email_bursts=burst)
 
 
-def skip_reason(
-    is_active: bool, unsubscribed_at, last_status: str | None, last_email: str | None, email: str
-) -> str:
-    if unsubscribed_at is not None:
-        return "Skipped: the member unsubscribed"
-    if not is_active:
-        return "Skipped: the member is inactive"
-    if last_status == DeliveryStatus.NOT_FOUND and (last_email or "").lower() == email.lower():
-        return "Skipped: suppressed, the last delivery to this address was not_found"
-    return ""
+SKIP_UNSUBSCRIBED = "Skipped: the member unsubscribed"
+SKIP_INACTIVE = "Skipped: the member is inactive"
+SKIP_SUPPRESSED = "Skipped: suppressed, the last delivery to this address was not_found"
 
 
-def _last_attempts(member_ids: list[int], exclude_burst: int) -> dict[int, tuple[str, str]]:
-    """(status, address) of each member's last delivery that actually went to SMTP,
-    for the few members who ever had a not_found (a skipped delivery does not
-    lift a suppression)."""
-    flagged = list(
-        Delivery.objects.filter(member_id__in=member_ids, status=DeliveryStatus.NOT_FOUND)
-        .values_list("member_id", flat=True)
-        .distinct()
-    )
-    if not flagged:
-        return {}
-    last: dict[int, tuple[str, str]] = {}
-    rows = (
-        Delivery.objects.filter(member_id__in=flagged)
-        .exclude(burst_id=exclude_burst)
+def skip_reason_expression(*, burst_id: int) -> Case:
+    """Why a recipient (a Member row) gets a `skipped` delivery, "" when mailed: an
+    SQL expression, so deliveries are created and pre-flight counted in the database.
+
+    Suppressed: the member's last delivery that went to SMTP (another burst's) was
+    `not_found` at the same address. Looked up only for the few members who ever
+    had a `not_found` (a partial index holds them)."""
+    tried = (
+        Delivery.objects.filter(member=OuterRef("pk"))
+        .exclude(burst_id=burst_id)
         .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
-        .order_by("member_id", "-id")
-        .values_list("member_id", "status", "email")
+        .order_by("-id")
     )
-    for member_id, status, email in rows:
-        last.setdefault(member_id, (status, email))
-    return last
+    suppressed = (
+        Exists(Delivery.objects.filter(member=OuterRef("pk"), status=DeliveryStatus.NOT_FOUND))
+        & Exact(Subquery(tried.values("status")[:1]), Value(DeliveryStatus.NOT_FOUND))
+        & Exact(Upper(Subquery(tried.values("email")[:1])), Upper("email"))
+    )
+    return Case(
+        When(unsubscribed_at__isnull=False, then=Value(SKIP_UNSUBSCRIBED)),
+        When(is_active=False, then=Value(SKIP_INACTIVE)),
+        When(suppressed, then=Value(SKIP_SUPPRESSED)),
+        default=Value(""),
+        output_field=CharField(),
+    )
 
 
-def recipient_batches(burst: EmailBurst, size: int = RECIPIENT_BATCH) -> Iterator[list[tuple[int, str, str]]]:
-    """Stream the burst's recipients in batches of (member id, address, skip reason).
-
-    Memory stays flat: one batch at a time, read by primary-key ranges rather than
-    through an open cursor, because the caller writes between batches (on SQLite
-    a connection cannot write while its own read is still open and others have
-    committed since)."""
-    rows = burst_recipients(burst).order_by("pk").values_list("pk", "email", "is_active", "unsubscribed_at")
-    last = 0
-    while True:
-        batch = list(rows.filter(pk__gt=last)[:size])
-        if not batch:
-            return
-        last = batch[-1][0]
-        yield _with_reasons(batch, burst.pk)
-        if len(batch) < size:
-            return
+def recipient_range_end(burst: EmailBurst, *, after: int, size: int) -> int | None:
+    """The member id that closes the next batch of `size` recipients after id
+    `after`; None when fewer are left (the last batch is open-ended)."""
+    ids = burst_recipients(burst).filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)
+    return ids[size - 1 : size].first()
 
 
-def _with_reasons(batch: list[tuple], burst_id: int) -> list[tuple[int, str, str]]:
-    last = _last_attempts([row[0] for row in batch], burst_id)
-    out = []
-    for pk, email, is_active, unsubscribed_at in batch:
-        status, last_email = last.get(pk, (None, None))
-        out.append((pk, email, skip_reason(is_active, unsubscribed_at, status, last_email, email)))
-    return out
+def burst_skip_counts(*, burst: EmailBurst) -> dict[str, int]:
+    """How many recipients each reason skips, and "" -> how many would be mailed."""
+    rows = (
+        burst_recipients(burst)
+        .annotate(reason=skip_reason_expression(burst_id=burst.pk))
+        .order_by()
+        .values("reason")
+        .annotate(n=Count("pk"))
+    )
+    return {row["reason"]: row["n"] for row in rows}
 
 
 # --- pre-flight and preview -----------------------------------------------------------------------------
@@ -304,37 +307,35 @@ def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int 
         result.template_error = exc.message
         return result
     prepared = prepare_burst(burst)
-    # One request's worth of rendering: each member also keeps its own budget.
+    counts = burst_skip_counts(burst=burst)
+    result.to_send = counts.pop("", 0)
+    result.skipped = counts
+    # One request's worth of rendering: each member also keeps its own budget; the
+    # counts above are exact, rendering is checked on a large sample.
     render_until = time.monotonic() + PREFLIGHT_RENDER_SECONDS
-    for batch in recipient_batches(burst):
-        reasons = {pk: reason for pk, _email, reason in batch if reason}
-        for reason in reasons.values():
-            result.skipped[reason] = result.skipped.get(reason, 0) + 1
-        result.to_send += len(batch) - len(reasons)
-        if (
-            len(result.render_failures) >= max_failures
-            or result.render_checked >= max_rendered
-            or time.monotonic() >= render_until
-        ):
-            continue  # counts stay exact; rendering is checked on a large sample
-        ids = [pk for pk, _email, reason in batch if not reason]
-        for row in Member.objects.filter(pk__in=ids).order_by("pk").values(*PREVIEW_FIELDS):
-            now = time.monotonic()
-            if now >= render_until:
-                break
-            result.render_checked += 1
-            try:
-                context = context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
-                prepared.build(
-                    delivery_id=0,
-                    to_email=row["email"],
-                    to_name="",
-                    context=context,
-                    deadline=min(render_until, now + settings.TEMPLATE_RENDER_TIMEOUT),
-                )
-            except Exception as exc:
-                if len(result.render_failures) < max_failures:
-                    result.render_failures.append((row["pk"], row["email"], str(exc)))
+    sample = (
+        burst_recipients(burst)
+        .annotate(reason=skip_reason_expression(burst_id=burst.pk))
+        .filter(reason="")
+        .order_by("pk")
+        .values(*PREVIEW_FIELDS)[:max_rendered]
+    )
+    for row in sample.iterator(chunk_size=500):
+        now = time.monotonic()
+        if now >= render_until or len(result.render_failures) >= max_failures:
+            break
+        result.render_checked += 1
+        try:
+            context = context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
+            prepared.build(
+                delivery_id=0,
+                to_email=row["email"],
+                to_name="",
+                context=context,
+                deadline=min(render_until, now + settings.TEMPLATE_RENDER_TIMEOUT),
+            )
+        except Exception as exc:
+            result.render_failures.append((row["pk"], row["email"], str(exc)))
     return result
 
 
@@ -492,21 +493,13 @@ def recent_bursts(*, limit: int) -> list[EmailBurst]:
 
 
 def delivery_outcomes_by_day(*, first_day: date, days: int) -> dict[date, dict[str, int]]:
-    """Deliveries finished per local day (by their last update), from `first_day` on
-    for `days` days: {day: {status: count}}; days without any are absent."""
-    tz = timezone.get_current_timezone()
-    start = timezone.make_aware(datetime.combine(first_day, datetime.min.time()), tz)
-    rows = (
-        Delivery.objects.filter(updated_at__gte=start)
-        .exclude(status=DeliveryStatus.PENDING)
-        .annotate(day=TruncDate("updated_at", tzinfo=tz))
-        .order_by()
-        .values("day", "status")
-        .annotate(n=Count("id"))
-    )
+    """Deliveries finished per day (the site's time zone, by when their status was
+    written), from `first_day` on for `days` days: {day: {status: count}}; days
+    without any are absent. Read from the daily counters: 7 rows a day at most."""
     last_day = first_day + timedelta(days=days - 1)
     counts: dict[date, dict[str, int]] = {}
-    for row in rows:
-        if first_day <= row["day"] <= last_day:
-            counts.setdefault(row["day"], {})[row["status"]] = row["n"]
+    for day, status, n in DailyOutcome.objects.filter(
+        day__range=(first_day, last_day), count__gt=0
+    ).values_list("day", "status", "count"):
+        counts.setdefault(day, {})[status] = n
     return counts

@@ -9,6 +9,7 @@ sending engine reports what a chunk did; `chunk_process` decides what follows.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,21 +17,24 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import transaction
-from django.db.models import Count, Exists, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Case, CharField, Count, DateTimeField, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from campaigns import selectors
-from campaigns.engine import mime
+from campaigns.engine import mime, recording
 from campaigns.engine.chunk import DONE, ChunkResult, chunk_send
+from campaigns.engine.claiming import CANCELLED, release_leftovers
 from campaigns.engine.smtp import SmtpSession
 from campaigns.models import (
     BurstStatus,
+    DailyOutcome,
     Delivery,
     DeliveryStatus,
     EmailAttachment,
     EmailBurst,
+    counter_field,
 )
 from campaigns.states import BurstAction, burst_action_target
 from campaigns.validation import burst_validate
@@ -40,7 +44,10 @@ from members.models import Member
 # Bursts up to this many recipients get their deliveries created in the request;
 # larger ones in a task so that the caller returns at once.
 INLINE_DELIVERY_LIMIT = 1000
-CREATE_BATCH = 2000
+# Deliveries are created this many recipients per statement; the first batch is
+# small, so that the first chunk can start at once.
+FIRST_BATCH = 1000
+CREATE_BATCH = 50_000
 RETRYABLE_STATUSES = frozenset(
     {DeliveryStatus.CONNECTION_ERROR, DeliveryStatus.FAILED, DeliveryStatus.OTHER_ERROR}
 )
@@ -326,40 +333,81 @@ def attachment_delete(*, attachment_id: int, actor: Member | None = None) -> Non
 
 
 def burst_create_deliveries(*, burst_id: int) -> int:
-    """Create the burst's deliveries batch by batch (idempotent), then mark them ready.
+    """Create the burst's deliveries in the database, batch by batch (idempotent),
+    then mark them ready.
 
-    Chunk tasks are enqueued after each batch, so sending overlaps creation; the
-    burst can only finish once `deliveries_ready` is set at the end."""
+    Each batch is one `INSERT … SELECT` over a range of member ids, so no recipient
+    passes through Python; its chunk tasks are enqueued as it commits, so sending
+    overlaps creation (the first batch is small, to start at once). The burst can
+    only finish once `deliveries_ready` is set at the end."""
     from campaigns import tasks
 
     burst = EmailBurst.objects.get(pk=burst_id)
     if burst.deliveries_ready:
         return 0
-    created = 0
-    for batch in selectors.recipient_batches(burst, size=CREATE_BATCH):
-        now = timezone.now()
-        rows = [
-            Delivery(
-                burst_id=burst_id,
-                member_id=pk,
-                email=email,
-                status=DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING,
-                error_message=reason,
-                created_at=now,
-                updated_at=now,
-            )
-            for pk, email, reason in batch
-        ]
-        to_send = sum(1 for row in rows if row.status == DeliveryStatus.PENDING)
+    created, after, size = 0, 0, FIRST_BATCH
+    while after is not None:
+        end = selectors.recipient_range_end(burst, after=after, size=size)
         with transaction.atomic():
-            Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=CREATE_BATCH)
-            for _ in range(math.ceil(to_send / settings.EMAIL_CHUNK_SIZE)):
+            added = _deliveries_insert(burst, after=after, end=end)
+            for _ in range(math.ceil(added[DeliveryStatus.PENDING] / settings.EMAIL_CHUNK_SIZE)):
                 transaction.on_commit(lambda: tasks.send_chunk(burst_id))
-        created += len(rows)
+        created += sum(added.values())
+        after, size = end, CREATE_BATCH
     with transaction.atomic():
         EmailBurst.objects.filter(pk=burst_id).update(deliveries_ready=True)
         transaction.on_commit(lambda: burst_finish_if_done(burst_id=burst_id))
     return created
+
+
+def _deliveries_insert(burst: EmailBurst, *, after: int, end: int | None) -> Counter[str]:
+    """Insert the deliveries of recipients with ids in (after, end] that do not have
+    one yet, count them on the burst; returns how many were added, by status."""
+    now = timezone.now()
+    recipients = selectors.burst_recipients(burst).filter(pk__gt=after)
+    if end is not None:
+        recipients = recipients.filter(pk__lte=end)
+    when = Value(now, output_field=DateTimeField())
+    rows = (
+        recipients.annotate(
+            d_burst=Value(burst.pk),
+            d_reason=selectors.skip_reason_expression(burst_id=burst.pk),
+            d_status=Case(
+                When(d_reason="", then=Value(DeliveryStatus.PENDING)),
+                default=Value(DeliveryStatus.SKIPPED),
+                output_field=CharField(),
+            ),
+            d_zero=Value(0),
+            d_blank=Value(""),
+            d_now=when,
+        )
+        .order_by()
+        .values_list("d_burst", "pk", "email", "d_status", "d_reason", "d_zero", "d_blank", "d_now", "d_now")
+    )
+    select, params = rows.query.sql_with_params()
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    columns = (
+        "burst_id, member_id, email, status, error_message, attempts, claim_token, created_at, updated_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) {select} ON CONFLICT (burst_id, member_id) DO NOTHING", params
+        )
+        if not cursor.rowcount:
+            return Counter()
+    # The rows this statement added carry its timestamp; a re-run's earlier ones do not.
+    added = Counter(
+        dict(
+            Delivery.objects.filter(burst_id=burst.pk, member_id__gt=after, created_at=now)
+            .filter(**({"member_id__lte": end} if end is not None else {}))
+            .order_by()
+            .values_list("status")
+            .annotate(n=Count("id"))
+        )
+    )
+    recording.tally(burst_id=burst.pk, changes=added)
+    recording.daily_add({(recording.outcome_day(now), DeliveryStatus.SKIPPED): added[DeliveryStatus.SKIPPED]})
+    return added
 
 
 def burst_dispatch(*, burst_id: int, delay: float | None = None) -> int:
@@ -519,19 +567,14 @@ def burst_cancel(*, burst_id: int) -> EmailBurst:
     with transaction.atomic():
         burst = _locked(burst_id)
         burst_transition(burst=burst, action=BurstAction.CANCEL, finished_at=timezone.now())
-        now = timezone.now()
         # Messages in flight finish with their real outcome; the worker holding
         # them marks the rest of its chunk skipped when it notices.
-        Delivery.objects.filter(
-            Q(burst_id=burst.pk, status=DeliveryStatus.PENDING)
-            & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-        ).update(
+        now = timezone.now()
+        recording.pending_finish(
+            Delivery.objects.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)),
+            burst_id=burst.pk,
             status=DeliveryStatus.SKIPPED,
-            error_message="Burst cancelled",
-            claim_token="",
-            lease_expires_at=None,
-            next_attempt_at=None,
-            updated_at=now,
+            error=CANCELLED,
         )
     return burst
 
@@ -551,14 +594,7 @@ def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUS
     with transaction.atomic():
         burst = _locked(burst_id)
         target = burst_action_target(status=burst.status, action=BurstAction.RETRY)
-        count = Delivery.objects.filter(burst_id=burst.pk, status__in=wanted).update(
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=None,
-            claim_token="",
-            lease_expires_at=None,
-            updated_at=timezone.now(),
-        )
+        count = _deliveries_requeue(burst_id=burst.pk, statuses=wanted)
         if count and target != burst.status:
             # A sent burst is back at work; it finishes again when they are done.
             burst_transition(burst=burst, action=BurstAction.RETRY, finished_at=None)
@@ -567,17 +603,47 @@ def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUS
     return count
 
 
+def _deliveries_requeue(*, burst_id: int, statuses: set[str]) -> int:
+    """Put the burst's deliveries in `statuses` back to pending, taking them off the
+    counters of their status and of the day they got it. The burst is locked."""
+    chosen = Delivery.objects.filter(burst_id=burst_id, status__in=statuses)
+    by_day = list(
+        chosen.annotate(day=TruncDate("updated_at", tzinfo=timezone.get_default_timezone()))
+        .order_by()
+        .values_list("day", "status")
+        .annotate(n=Count("id"))
+    )
+    count = chosen.update(
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        claim_token="",
+        lease_expires_at=None,
+        updated_at=timezone.now(),
+    )
+    changes: Counter[str] = Counter()
+    for _day, status, n in by_day:
+        changes[status] -= n
+        changes[DeliveryStatus.PENDING] += n
+    recording.tally(burst_id=burst_id, changes=changes)
+    recording.daily_add({(day, status): -n for day, status, n in by_day})
+    return count
+
+
 def burst_finish_if_done(*, burst_id: int) -> bool:
     """Mark a sending burst sent once all of its deliveries exist and none is pending."""
-    finishing = EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True)
-    pending = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING)
+    # The pending counter moves in the same transactions as the statuses: it is 0
+    # exactly when no delivery is pending.
+    finishing = EmailBurst.objects.filter(
+        pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True, count_pending=0
+    )
     # Looked at without a lock first: most calls (after every chunk) find work left.
-    if not finishing.exclude(Exists(pending)).exists():
+    if not finishing.exists():
         return False
     with transaction.atomic():
-        burst = finishing.select_for_update().first()
         # Checked again under the lock: a retry may have re-queued deliveries meanwhile.
-        if burst is None or pending.exists():
+        burst = finishing.select_for_update().first()
+        if burst is None:
             return False
         burst_transition(burst=burst, action=BurstAction.FINISH, finished_at=timezone.now())
     return True
@@ -589,7 +655,10 @@ def chunk_process(*, burst_id: int) -> ChunkResult:
     queue chunks for when its transient failures may be tried again."""
     result = chunk_send(burst_id=burst_id)
     if result.fault:
-        burst_pause(burst_id=burst_id, reason=result.fault, allow_paused=True)
+        try:
+            burst_pause(burst_id=burst_id, reason=result.fault, allow_paused=True)
+        finally:
+            release_leftovers(burst_id=burst_id, token=result.token)
     elif result.stopped == DONE:
         burst_finish_if_done(burst_id=burst_id)
     if result.retry_at:
@@ -601,6 +670,58 @@ def chunk_process(*, burst_id: int) -> ChunkResult:
         for _ in range(math.ceil(len(result.retry_at) / settings.EMAIL_CHUNK_SIZE) or 1):
             tasks.send_chunk.schedule((burst_id,), delay=delay)
     return result
+
+
+# --- counters -------------------------------------------------------------------------------------------
+
+
+def bursts_recount(*, burst_ids: Iterable[int] | None = None) -> list[str]:
+    """Recount the delivery counters of bursts (all, or `burst_ids`) and, for all
+    bursts, the daily outcomes; repair what differs. Returns one line per change.
+
+    Safe while bursts send: each burst is recounted under its row lock, which
+    every status writer takes first, and the daily outcomes under a table lock."""
+    bursts = EmailBurst.objects.order_by("pk")
+    if burst_ids is not None:
+        bursts = bursts.filter(pk__in=list(burst_ids))
+    changes = []
+    for burst_id in list(bursts.values_list("pk", flat=True)):
+        changes += _burst_recount(burst_id)
+    if burst_ids is None:
+        changes += _daily_recount()
+    return changes
+
+
+def _burst_recount(burst_id: int) -> list[str]:
+    with transaction.atomic():
+        burst = EmailBurst.objects.select_for_update().only(*selectors.COUNTER_FIELDS).get(pk=burst_id)
+        actual = selectors.delivery_counts(burst_id=burst_id)
+        wrong = {s: n for s, n in actual.items() if burst.counts[s] != n}
+        if wrong:
+            EmailBurst.objects.filter(pk=burst_id).update(**{counter_field(s): n for s, n in wrong.items()})
+    return [f"burst {burst_id}: {s} {burst.counts[s]} -> {n}" for s, n in wrong.items()]
+
+
+def _daily_recount() -> list[str]:
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Writers add to a day after their deliveries: they wait here, then add
+            # to the recounted figure what the recount could not see yet.
+            with connection.cursor() as cursor:
+                table = connection.ops.quote_name(DailyOutcome._meta.db_table)
+                cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        actual = selectors.daily_outcome_recount()
+        stored = {
+            (day, status): n for day, status, n in DailyOutcome.objects.values_list("day", "status", "count")
+        }
+        lines = []
+        for key in sorted(set(actual) | set(stored)):
+            before, after = stored.get(key, 0), actual.get(key, 0)
+            if before != after:
+                day, status = key
+                DailyOutcome.objects.update_or_create(day=day, status=status, defaults={"count": after})
+                lines.append(f"{day} {status}: {before} -> {after}")
+    return lines
 
 
 # --- test message -------------------------------------------------------------------------------------------
@@ -654,9 +775,18 @@ def deliveries_recover(*, stale_after: float | None = None) -> dict[str, int]:
     )
     # A cancelled burst's deliveries that a dead worker held: nobody will send them.
     report = {"recovered": recovered, "dispatched": 0, "created": 0, "finished": 0}
-    report["skipped"] = Delivery.objects.filter(
-        burst__status=BurstStatus.CANCELLED, status=DeliveryStatus.PENDING, lease_expires_at__isnull=True
-    ).update(status=DeliveryStatus.SKIPPED, error_message="Burst cancelled", claim_token="", updated_at=now)
+    report["skipped"] = 0
+    for cancelled in list(
+        EmailBurst.objects.filter(status=BurstStatus.CANCELLED, count_pending__gt=0).values_list(
+            "pk", flat=True
+        )
+    ):
+        report["skipped"] += recording.pending_finish(
+            Delivery.objects.filter(lease_expires_at__isnull=True),
+            burst_id=cancelled,
+            status=DeliveryStatus.SKIPPED,
+            error=CANCELLED,
+        )
     stale = now - timezone.timedelta(
         seconds=stale_after if stale_after is not None else settings.EMAIL_CLAIM_TIMEOUT
     )

@@ -3,8 +3,7 @@ deliveries stay for the statistics, without the address."""
 
 from __future__ import annotations
 
-from django.utils import timezone
-
+from campaigns.engine.recording import pending_finish
 from campaigns.models import Delivery, DeliveryStatus
 from members.models import Member
 
@@ -12,9 +11,9 @@ from members.models import Member
 def forget_address_on_delete(sender: type[Member], instance: Member, **kwargs) -> None:
     """pre_delete of a Member: a delivery nobody holds yet is skipped, and every
     delivery forgets the address."""
-    Delivery.objects.filter(member=instance, status=DeliveryStatus.PENDING, claim_token="").update(
-        status=DeliveryStatus.SKIPPED,
-        error_message="Skipped: the member was deleted",
-        updated_at=timezone.now(),
-    )
+    unheld = Delivery.objects.filter(member=instance, claim_token="")
+    for burst_id in list(unheld.filter(status=DeliveryStatus.PENDING).values_list("burst_id", flat=True)):
+        pending_finish(
+            unheld, burst_id=burst_id, status=DeliveryStatus.SKIPPED, error="Skipped: the member was deleted"
+        )
     Delivery.objects.filter(member=instance).update(email="")

@@ -159,7 +159,10 @@ RIGHTS = (
     "password may be set by any staff member. A refused change is a 403 naming the rule and "
     "changes nothing."
 )
-LIST_DOC = "Staff only. Ordered by id, paginated with `limit` (at most 500) and `offset`."
+LIST_DOC = (
+    "Staff only. Ordered by id, paginated with `limit` (at most 500) and `offset`, or by "
+    "following `next` (a cursor link)."
+)
 CREATE_DOC = (
     "Staff only; only a superuser may create staff or superusers (403 for anyone\n"
     "else). A non-superuser may give the new (non-staff) member a password. 409 when\n"
@@ -180,8 +183,8 @@ def _member(member_id: int, *, is_staff: bool | None) -> Member:
     return get_object_or_404(selectors.member_list(is_staff=is_staff), pk=member_id)
 
 
-def _page(query: MemberQuery, *, is_staff: bool | None) -> dict[str, Any]:
-    return paginate(selectors.member_list(is_staff=is_staff, search=query.search), query)
+def _page(request: HttpRequest, query: MemberQuery, *, is_staff: bool | None) -> dict[str, Any]:
+    return paginate(selectors.member_list(is_staff=is_staff, search=query.search), query, request)
 
 
 def _replacement(payload: MemberIn) -> dict[str, Any]:
@@ -229,7 +232,7 @@ def _delete(request: HttpRequest, member_id: int, *, is_staff: bool | None) -> S
     tags=["members"],
 )
 def members_list(request: HttpRequest, query: Query[MemberQuery]):
-    return _page(query, is_staff=None)
+    return _page(request, query, is_staff=None)
 
 
 @members_router.post(
@@ -304,7 +307,7 @@ def members_delete(request: HttpRequest, id: int):
     tags=["staff"],
 )
 def staff_list(request: HttpRequest, query: Query[MemberQuery]):
-    return _page(query, is_staff=True)
+    return _page(request, query, is_staff=True)
 
 
 @members_router.get(
@@ -367,7 +370,7 @@ def staff_delete(request: HttpRequest, id: int):
     tags=["non-staff"],
 )
 def non_staff_list(request: HttpRequest, query: Query[MemberQuery]):
-    return _page(query, is_staff=False)
+    return _page(request, query, is_staff=False)
 
 
 @members_router.post(

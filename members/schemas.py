@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from ninja import Field, Schema
 
-from common.api import Bool, Email, JsonDate, Name, PageQuery, Password, SearchText, Username
+from common.api import Bool, Email, JsonDate, Name, PageOut, PageQuery, Password, SearchText, Username
 
 # --- members ------------------------------------------------------------------------
 
@@ -28,9 +28,8 @@ class MemberOut(Schema):
     unsubscribed_at: datetime | None
 
 
-class MemberPage(Schema):
+class MemberPage(PageOut):
     items: list[MemberOut]
-    count: int
 
 
 class MemberQuery(PageQuery):

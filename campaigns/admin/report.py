@@ -20,6 +20,7 @@ from campaigns import selectors
 from campaigns.models import BurstStatus, DeliveryStatus, EmailBurst
 from campaigns.selectors import BurstStats
 from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES
+from campaigns.states import BurstAction, burst_actions_available
 from campaigns.vocabulary import BURST_STATUS_VARIANTS, DELIVERY_STATUS_VARIANTS, STATUS_LABELS
 
 DELIVERIES_PER_PAGE = 25
@@ -236,6 +237,7 @@ def report_context(request: HttpRequest, burst: EmailBurst, stats: BurstStats) -
         ],
         "status_breakdown": failed_by_class,
         "retryable_count": retryable,
+        "retry_legal": BurstAction.RETRY in burst_actions_available(burst.status),
         "default_retry_count": sum(stats.status_counts.get(s, 0) for s in DEFAULT_RETRY_STATUSES),
         "report_started": burst.status in STARTED_STATUSES or stats.total_recipients > 0,
         "export_csv_url": reverse("admin:campaigns_emailburst_report_export", args=[burst.pk, "csv"]),

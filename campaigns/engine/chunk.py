@@ -55,6 +55,8 @@ class ChunkResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     # When the transient failures written may be tried again.
     retry_at: list[datetime] = field(default_factory=list)
+    # The chunk's claim token; after a fault it still holds its leftovers.
+    token: str = ""
 
 
 def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
@@ -76,13 +78,21 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         except TemplateProblem as exc:
             # Saved before a limit it now breaks (a `{% now %}` format too long):
             # retrying the chunk would fail the same way for ever.
-            failed = fail_claimed(token=token, error=f"Could not compile the message: {exc}")
+            failed = fail_claimed(
+                burst_id=burst_id, token=token, error=f"Could not compile the message: {exc}"
+            )
             result.outcomes[DeliveryStatus.OTHER_ERROR] += failed
         else:
             _send_claimed(burst, prepared, recorder, result)
     finally:
         recorder.flush()
-        release_leftovers(burst_id=burst_id, token=token)
+        # After a whole-burst fault the leftovers stay held (their lease runs) until
+        # the service has paused the burst and calls `release_leftovers`: released
+        # now, another worker's chunk would claim and try them while it still reads
+        # "sending".
+        if not result.fault:
+            release_leftovers(burst_id=burst_id, token=token)
+        result.token = token
         result.processed = recorder.done
         result.retry_at = recorder.retry_at
         result.outcomes.update(recorder.outcomes)

@@ -15,7 +15,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.engine.recording import pending_finish
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+
+CANCELLED = "Burst cancelled"
 
 
 def _available(burst_id: int, now: datetime) -> Q:
@@ -54,12 +57,11 @@ def release_leftovers(*, burst_id: int, token: str) -> None:
     meanwhile (nobody will send them), else free for the next chunk."""
     status = EmailBurst.objects.filter(pk=burst_id).values_list("status", flat=True).first()
     if status == BurstStatus.CANCELLED:
-        Delivery.objects.filter(claim_token=token, status=DeliveryStatus.PENDING).update(
+        pending_finish(
+            Delivery.objects.filter(claim_token=token),
+            burst_id=burst_id,
             status=DeliveryStatus.SKIPPED,
-            error_message="Burst cancelled",
-            claim_token="",
-            lease_expires_at=None,
-            updated_at=timezone.now(),
+            error=CANCELLED,
         )
     else:
         release(token=token)

@@ -8,15 +8,15 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from campaigns.engine.classify import Outcome
-from campaigns.models import Delivery, DeliveryStatus, EmailBurst
+from campaigns.models import DailyOutcome, Delivery, DeliveryStatus, EmailBurst, counter_field
 
 FLUSH_EVERY = 50
 FLUSH_SECONDS = 1.0
@@ -61,7 +61,9 @@ class Recorder:
             return
         now = timezone.now()
         mine = Delivery.objects.filter(claim_token=self.token, status=DeliveryStatus.PENDING)
+        written_now: Counter[str] = Counter()
         with transaction.atomic():
+            burst_lock(self.burst_id)
             if connection.vendor == "postgresql":
                 # Status writes do not wait for the WAL flush (3-15 ms per commit
                 # here). Only a crash of PostgreSQL itself can lose the last
@@ -80,7 +82,7 @@ class Recorder:
                     next_attempt_at=None,
                     updated_at=now,
                 )
-                self.outcomes[DeliveryStatus.SENT] += written
+                written_now[DeliveryStatus.SENT] += written
             for (status, error, increment, delay), ids in self.others.items():
                 next_at = now + timedelta(seconds=delay) if delay is not None else None
                 if next_at:
@@ -94,26 +96,99 @@ class Recorder:
                     next_attempt_at=next_at,
                     updated_at=now,
                 )
-                self.outcomes[status] += written
+                written_now[status] += written
+            moved_from_pending(burst_id=self.burst_id, moved=written_now, now=now)
             # Still working on the rest of the chunk: renew the lease, a third of
             # the way through it (renewing every flush rewrote every row each time).
             if time.monotonic() - self.renewed >= settings.EMAIL_CLAIM_TIMEOUT / 3:
                 mine.update(lease_expires_at=now + timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT))
                 self.renewed = time.monotonic()
+        self.outcomes.update(written_now)
         self.done += self.count
         self.sent, self.others, self.count = [], defaultdict(list), 0
         self.last_flush = time.monotonic()
 
 
-def fail_claimed(*, token: str, error: str) -> int:
+def fail_claimed(*, burst_id: int, token: str, error: str) -> int:
     """Mark everything a chunk holds other_error (a burst whose message cannot be built)."""
-    return Delivery.objects.filter(claim_token=token, status=DeliveryStatus.PENDING).update(
+    return pending_finish(
+        Delivery.objects.filter(claim_token=token),
+        burst_id=burst_id,
         status=DeliveryStatus.OTHER_ERROR,
-        error_message=error,
-        claim_token="",
-        lease_expires_at=None,
-        updated_at=timezone.now(),
+        error=error,
     )
+
+
+# --- the counters ---------------------------------------------------------------------------------
+# Every write of a delivery's status also moves the burst's counters and the day's
+# outcomes, in the same transaction, so that they always equal a recount. The
+# burst's row is locked first, in every writer, so that writers of one burst
+# queue in one order and never deadlock.
+
+
+def outcome_day(moment: datetime) -> date:
+    """The day a status written at `moment` counts for: the site's time zone."""
+    return timezone.localdate(moment, timezone.get_default_timezone())
+
+
+def burst_lock(burst_id: int) -> None:
+    """Lock the burst's row for this transaction (PostgreSQL; SQLite writers queue anyway)."""
+    list(EmailBurst.objects.select_for_update().filter(pk=burst_id).values_list("pk", flat=True))
+
+
+def tally(*, burst_id: int, changes: Counter[str] | dict[str, int]) -> None:
+    """Move the burst's counters: status -> deliveries gained (negative: lost)."""
+    fields = {counter_field(status): F(counter_field(status)) + n for status, n in changes.items() if n}
+    if fields:
+        EmailBurst.objects.filter(pk=burst_id).update(**fields)
+
+
+def daily_add(changes: Counter[tuple[date, str]] | dict[tuple[date, str], int]) -> None:
+    """Move the daily outcomes: (day, status) -> deliveries gained (negative: lost)."""
+    rows = sorted(  # one order for every writer: no deadlock between two of them
+        (day.isoformat(), status, n)
+        for (day, status), n in changes.items()
+        if n and status != DeliveryStatus.PENDING
+    )
+    if not rows:
+        return
+    table = connection.ops.quote_name(DailyOutcome._meta.db_table)
+    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (day, status, count) VALUES {values} "
+            f"ON CONFLICT (day, status) DO UPDATE SET count = {table}.count + excluded.count",
+            [value for row in rows for value in row],
+        )
+
+
+def moved_from_pending(*, burst_id: int, moved: Counter[str] | dict[str, int], now: datetime) -> None:
+    """Count deliveries that left `pending` for the statuses in `moved` at `now`."""
+    changes = Counter({status: n for status, n in moved.items() if status != DeliveryStatus.PENDING})
+    if not changes:
+        return
+    changes[DeliveryStatus.PENDING] -= sum(changes.values())
+    tally(burst_id=burst_id, changes=changes)
+    today = outcome_day(now)
+    daily_add({(today, status): n for status, n in changes.items()})
+
+
+def pending_finish(queryset: QuerySet[Delivery], *, burst_id: int, status: str, error: str) -> int:
+    """Give the pending deliveries of `queryset` (all of one burst) a final status
+    and count them; returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        burst_lock(burst_id)
+        moved = queryset.filter(burst_id=burst_id, status=DeliveryStatus.PENDING).update(
+            status=status,
+            error_message=error,
+            claim_token="",
+            lease_expires_at=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        moved_from_pending(burst_id=burst_id, moved={status: moved}, now=now)
+    return moved
 
 
 def connection_failure_count(burst_id: int) -> int:

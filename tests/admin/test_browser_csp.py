@@ -14,7 +14,7 @@ from campaigns.engine.tokens import unsubscribe_url
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
 from tests.admin.browser import login
 from tests.admin.csp_watch import csp_violations, settle, watch_csp
-from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory, counters_repair
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -122,10 +122,12 @@ def test_the_live_progress_bar_updates_under_the_policy(watched, superuser, live
 
     half = list(Delivery.objects.filter(burst=burst).order_by("id").values_list("id", flat=True)[:2])
     Delivery.objects.filter(id__in=half).update(status=DeliveryStatus.SENT, sent_at=timezone.now())
+    counters_repair()
     page.wait_for_function("Number(document.getElementById('progress-percent').dataset.percent) === 50")
     assert page.locator('[data-figure="sent"]').inner_text() == "2"
 
     Delivery.objects.filter(burst=burst).update(status=DeliveryStatus.SENT, sent_at=timezone.now())
+    counters_repair()
     burst.status = BurstStatus.SENT
     burst.finished_at = timezone.now()
     burst.save(update_fields=["status", "finished_at"])

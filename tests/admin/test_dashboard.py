@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus
-from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory, counters_repair
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,7 @@ def test_dashboard(root_client, editor):
     Delivery.objects.filter(id=Delivery.objects.order_by("-id")[0].id).update(
         updated_at=timezone.now() - timedelta(days=45)
     )
+    counters_repair()  # the outcomes moved to other days behind the recording code's back
 
     response = root_client.get("/admin/")
     assert response.status_code == 200

@@ -15,10 +15,10 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus
+from campaigns.models import BurstStatus, DeliveryStatus
 from members.models import Member
 from members.resources import MemberResource, escape_formula, unescape_formula
-from tests.factories import BurstFactory
+from tests.factories import BurstFactory, DeliveryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -123,15 +123,11 @@ def test_mark_verified_unsubscribe_resubscribe(root_client, cast):
 def test_delivery_timeline(root_client, member):
     first = BurstFactory(subject="January letter", status=BurstStatus.SENT)
     second = BurstFactory(subject="February letter", status=BurstStatus.SENT)
-    Delivery.objects.create(
-        burst=first, member=member, email=member.email, status=DeliveryStatus.SENT, attempts=1
-    )
-    Delivery.objects.create(
+    DeliveryFactory(burst=first, member=member, status=DeliveryStatus.SENT)
+    DeliveryFactory(
         burst=second,
         member=member,
-        email=member.email,
         status=DeliveryStatus.NOT_FOUND,
-        attempts=1,
         error_message="550 5.1.1 User unknown (at RCPT)",
     )
     html = root_client.get(f"{LIST}{member.pk}/change/").content.decode()

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailAttachment, EmailBurst
-from tests.factories import BurstFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -285,8 +285,8 @@ def test_cancel_a_scheduled_burst(as_staff):
 
 
 def _deliveries(burst, members, statuses):
-    for m, status in zip(members, statuses, strict=True):
-        Delivery.objects.create(burst=burst, member=m, email=m.email, status=status, attempts=1)
+    assert len(members) == len(statuses)
+    DeliveryFactory.create_for(burst, members, status=lambda i: statuses[i], ready=False)
 
 
 def test_retry(as_staff):

@@ -6,7 +6,7 @@ import pytest
 
 from campaigns.models import Delivery, DeliveryStatus
 from members.models import Member
-from tests.factories import BurstFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -293,7 +293,7 @@ def test_only_a_superuser_may_change_or_delete_a_superuser(as_staff, as_root, su
 
 def test_delete_answers_204_and_keeps_past_deliveries(as_staff, member):
     burst = BurstFactory(recipients=[member])
-    Delivery.objects.create(burst=burst, member=member, email=member.email, status=DeliveryStatus.SENT)
+    DeliveryFactory(burst=burst, member=member, status=DeliveryStatus.SENT)
     response = as_staff.delete(f"/api/members/{member.pk}/")
     assert response.status_code == 204 and response.content == b""
     assert not Member.objects.filter(pk=member.pk).exists()

@@ -7,7 +7,7 @@ import pytest
 
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
-from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory, counters_repair
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +35,7 @@ def add_bursts(n: int, recipients: list[Member]) -> list[EmailBurst]:
         if b.status != BurstStatus.DRAFT
         for m in recipients[:2]
     )
+    counters_repair()
     return bursts
 
 

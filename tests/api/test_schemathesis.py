@@ -26,7 +26,7 @@ from ninja_jwt.tokens import AccessToken
 from schemathesis.config import SchemathesisConfig
 
 from config.api import api
-from tests.factories import BurstFactory, MemberFactory
+from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -90,7 +90,7 @@ def map_path_parameters(context, path_parameters):
 def world(db, settings, member, superuser, smtp_settings):
     from django.contrib.auth.models import Permission
 
-    from campaigns.models import BurstStatus, Delivery, DeliveryStatus
+    from campaigns.models import BurstStatus, DeliveryStatus
     from members.models import Member
 
     fuzzer = Member.objects.create_user(
@@ -110,8 +110,7 @@ def world(db, settings, member, superuser, smtp_settings):
     bursts = [BurstFactory(recipients=people, status=status) for status in BurstStatus.values]
     for burst in bursts:
         if burst.status != BurstStatus.DRAFT:
-            for person, status in zip(people, DeliveryStatus.values, strict=False):
-                Delivery.objects.create(burst=burst, member=person, email=person.email, status=status)
+            DeliveryFactory.create_for(burst, people, status=DeliveryStatus.values.__getitem__, ready=False)
     EXISTING["members"] = [p.pk for p in people] + [fuzzer.pk, superuser.pk]
     EXISTING["bursts"] = [b.pk for b in bursts]
     yield

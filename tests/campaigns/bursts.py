@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from campaigns import services
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from campaigns import selectors, services
+from campaigns.models import BurstStatus, DailyOutcome, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
 from tests.factories import DeliveryFactory, DraftBurstFactory
 
@@ -52,3 +52,15 @@ def sending_burst(members: Iterable[Member], **fields) -> EmailBurst:
     DeliveryFactory.create_for(burst, members)
     burst.refresh_from_db()
     return burst
+
+
+def assert_counters_exact(burst_id: int | None = None) -> None:
+    """The counters kept while statuses were written equal a recount: the burst's (or
+    every burst's) per status, and the daily outcomes."""
+    bursts = EmailBurst.objects.all() if burst_id is None else EmailBurst.objects.filter(pk=burst_id)
+    for burst in bursts:
+        assert burst.counts == selectors.delivery_counts(burst_id=burst.pk), f"burst {burst.pk}"
+    kept = {
+        (day, status): n for day, status, n in DailyOutcome.objects.values_list("day", "status", "count") if n
+    }
+    assert kept == selectors.daily_outcome_recount()

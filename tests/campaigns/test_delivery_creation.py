@@ -26,14 +26,15 @@ def test_it_creates_every_delivery_while_another_worker_commits_between_batches(
     MemberFactory.create_bulk(25, prefix="m")
     burst = DraftBurstFactory(subject="News", body="Hello", all_members=True)
     EmailBurst.objects.filter(pk=burst.pk).update(status="sending")
+    monkeypatch.setattr(services, "FIRST_BATCH", 10)
     monkeypatch.setattr(services, "CREATE_BATCH", 10)
-    real_reasons = selectors._with_reasons
+    real_range_end = selectors.recipient_range_end
 
-    def let_another_worker_write_first(batch, burst_id):
+    def let_another_worker_write_first(*args, **kwargs):
         write_from_another_connection()  # e.g. a chunk task recording statuses meanwhile
-        return real_reasons(batch, burst_id)
+        return real_range_end(*args, **kwargs)
 
-    monkeypatch.setattr(selectors, "_with_reasons", let_another_worker_write_first)
+    monkeypatch.setattr(selectors, "recipient_range_end", let_another_worker_write_first)
 
     assert services.burst_create_deliveries(burst_id=burst.pk) == 25
 

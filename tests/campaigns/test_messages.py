@@ -25,7 +25,7 @@ from campaigns.engine import mime, smtp, tokens
 from campaigns.models import Delivery, DeliveryStatus, EmailBurst
 from devtools.smtp_sink import ReceivedMessage
 from tests.campaigns.bursts import drive
-from tests.factories import AttachmentFactory, DraftBurstFactory, MemberFactory
+from tests.factories import AttachmentFactory, DeliveryFactory, DraftBurstFactory, MemberFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -513,7 +513,7 @@ def test_crlf_in_from_name_and_reply_to_of_a_sending_burst_adds_no_header(engine
         from_name="Club\r\nBcc: evil@example.org\r\nX-Injected: yes",
         reply_to="secretary@example.org\r\nX-Injected: yes",
     )
-    Delivery.objects.create(burst=burst, member=ada, email=ada.email)
+    DeliveryFactory(burst=burst, member=ada)
 
     services.chunk_process(burst_id=burst.pk)
 

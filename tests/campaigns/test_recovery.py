@@ -16,7 +16,7 @@ from campaigns import services
 from campaigns.engine import claiming
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from tests.campaigns.bursts import sending_burst
-from tests.factories import DraftBurstFactory, MemberFactory
+from tests.factories import DraftBurstFactory, MemberFactory, counters_repair
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,6 +72,7 @@ def test_deliveries_recover_leaves_live_leases_alone(engine):
 def test_deliveries_recover_finishes_a_forgotten_burst(engine):
     burst = sending_burst(MemberFactory.create_bulk(2, prefix="m"))
     Delivery.objects.filter(burst=burst).update(status=DeliveryStatus.SENT)
+    counters_repair()
 
     report = services.deliveries_recover()
 
@@ -104,6 +105,7 @@ def test_deliveries_recover_creates_the_deliveries_of_a_burst_whose_creation_die
     Delivery.objects.bulk_create(
         Delivery(burst=burst, member=m, email=m.email, status=DeliveryStatus.PENDING) for m in members[:2]
     )
+    counters_repair()  # that batch was counted as it was created
 
     report = services.deliveries_recover()
 

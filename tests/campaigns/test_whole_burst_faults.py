@@ -247,3 +247,26 @@ def test_a_pending_delivery_of_a_deleted_member_is_never_tried(engine):
     assert gone.status in (DeliveryStatus.SKIPPED, DeliveryStatus.OTHER_ERROR)
     assert gone.attempts == 0
     assert engine.rcpt_attempts_by_address() == {"m01@example.test": 1}
+
+
+def test_a_fault_pauses_the_burst_before_its_chunk_lets_go_of_the_rest(engine, monkeypatch):
+    """Released first, the rest could be claimed by another worker's chunk while the
+    burst still reads `sending`, and tried against the same refusing server."""
+    engine.script_sender("553 5.7.1 Sender address rejected")
+    burst = sending_burst(MemberFactory.create_bulk(4, prefix="f"))
+    held_at_pause = []
+    real_pause = services.burst_pause
+
+    def watching_pause(**kwargs):
+        held = pending(burst).exclude(claim_token="")
+        held_at_pause.append(held.count())
+        return real_pause(**kwargs)
+
+    monkeypatch.setattr(services, "burst_pause", watching_pause)
+
+    services.chunk_process(burst_id=burst.pk)
+
+    burst.refresh_from_db()
+    assert burst.status == BurstStatus.PAUSED
+    assert held_at_pause == [4], "the chunk still held its deliveries when the burst was paused"
+    assert not pending(burst).exclude(claim_token="").exists(), "and let go of them right after"

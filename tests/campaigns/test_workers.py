@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from tests.campaigns.bursts import assert_counters_exact
 from tests.factories import DraftBurstFactory, MemberFactory
 from tests.workers import wait_for
 
@@ -57,6 +58,7 @@ def test_two_consumers_never_send_one_delivery_twice(sink, start_consumer):
     assert len(counts) == 1500
     assert set(counts.values()) == {1}
     assert_every_recipient_terminal(burst.pk, 1500)
+    assert_counters_exact(burst.pk)  # chunks of two consumers counted side by side
     assert all(c.proc.poll() is None for c in consumers)
 
 
@@ -89,6 +91,7 @@ def test_a_crashed_consumer_loses_nothing_and_resends_at_most_what_was_in_flight
     if sig == signal.SIGINT:
         assert twice == set()
     assert_every_recipient_terminal(burst.pk, total)
+    assert_counters_exact()  # what the dead consumer had not committed was never counted
 
 
 def test_the_rate_limit_holds_across_two_consumers(sink, start_consumer):

@@ -296,10 +296,14 @@ def main() -> None:
         import django
 
         django.setup()
+        import warnings
+
         from django.core.management import call_command
         from django.db import connection
 
         from bench.pages import print_side_by_side, time_pages
+
+        warnings.filterwarnings("ignore", message="No directory at")  # whitenoise, before collectstatic
 
         call_command("migrate", verbosity=0)
         print(f"Emailer bench on {backend}, Postfix smtp-sink on 127.0.0.1:{port}, {os.cpu_count()} cores")

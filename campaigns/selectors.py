@@ -27,6 +27,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
@@ -216,6 +217,23 @@ def daily_outcome_recount() -> dict[tuple[date, str], int]:
         .annotate(n=Count("id"))
     )
     return {(day, status): n for day, status, n in rows}
+
+
+def deliveries_known_count(
+    *, burst_id: str | None, status: str | None, other_filters: list[str]
+) -> int | None:
+    """How many deliveries a list filtered only by burst and/or status shows, from
+    the counters; None when other filters apply (then they are counted)."""
+    if other_filters or (status and status not in DeliveryStatus.values):
+        return None
+    statuses = [status] if status else DeliveryStatus.values
+    bursts = EmailBurst.objects.all()
+    if burst_id:
+        if not str(burst_id).isdigit():
+            return None
+        bursts = bursts.filter(pk=int(burst_id))
+    total = bursts.aggregate(n=Sum(_counters_sum(statuses)))["n"]
+    return int(total or 0)
 
 
 # --- recipients ---------------------------------------------------------------------------------

@@ -3,7 +3,11 @@ filter" answer, never a 500."""
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from unfold.views import ChangeList
@@ -22,3 +26,16 @@ class CheckedChangeList(ChangeList):
         except OverflowError as exc:
             raise IncorrectLookupParameters(exc) from exc
         return queryset
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator told the number of rows when it is known (a counter) instead of
+    counting them; counts as usual otherwise."""
+
+    def __init__(self, *args: Any, known_count: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_count = known_count
+
+    @cached_property
+    def count(self) -> int:
+        return self.known_count if self.known_count is not None else super().count

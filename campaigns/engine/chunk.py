@@ -122,7 +122,8 @@ def _send_claimed(
                     Outcome(DeliveryStatus.OTHER_ERROR, prepared.attachment_error, smtp_tried=False),
                 )
                 continue
-            if member_id is None or not email:
+            # No username: the LEFT JOIN found no member row (keys have no constraint).
+            if member_id is None or not email or username is None:
                 recorder.add(
                     delivery_id,
                     attempts,

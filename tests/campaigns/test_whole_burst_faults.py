@@ -270,3 +270,17 @@ def test_a_fault_pauses_the_burst_before_its_chunk_lets_go_of_the_rest(engine, m
     assert burst.status == BurstStatus.PAUSED
     assert held_at_pause == [4], "the chunk still held its deliveries when the burst was paused"
     assert not pending(burst).exclude(claim_token="").exists(), "and let go of them right after"
+
+
+def test_a_delivery_whose_member_row_is_gone_is_never_tried(engine):
+    """The keys have no database constraint (creation speed): a member removed behind
+    Django's back, or between a creation's read and write, counts as deleted."""
+    members = MemberFactory.create_bulk(2, prefix="g")
+    burst = sending_burst(members)
+    Delivery.objects.filter(burst=burst, member=members[0]).update(member_id=10**9)
+
+    services.chunk_process(burst_id=burst.pk)
+
+    orphan = Delivery.objects.get(burst=burst, member_id=10**9)
+    assert (orphan.status, orphan.attempts) == (DeliveryStatus.SKIPPED, 0)
+    assert engine.rcpt_attempts_by_address() == {"g01@example.test": 1}

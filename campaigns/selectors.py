@@ -491,15 +491,6 @@ def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
 # --- the dashboard's figures --------------------------------------------------------------------------------
 
 
-def member_totals() -> dict[str, int]:
-    return Member.objects.aggregate(
-        members=Count("id"),
-        subscribed=Count("id", filter=Q(is_active=True, unsubscribed_at__isnull=True)),
-        verified=Count("id", filter=Q(is_verified=True)),
-        staff=Count("id", filter=Q(is_staff=True)),
-    )
-
-
 def burst_status_counts() -> dict[str, int]:
     """How many bursts are in each status (statuses without any are absent)."""
     return dict(EmailBurst.objects.order_by().values_list("status").annotate(n=Count("id")))

@@ -184,7 +184,11 @@ def _member(member_id: int, *, is_staff: bool | None) -> Member:
 
 
 def _page(request: HttpRequest, query: MemberQuery, *, is_staff: bool | None) -> dict[str, Any]:
-    return paginate(selectors.member_list(is_staff=is_staff, search=query.search), query, request)
+    # Without a search, the number of rows is the tally the database keeps.
+    count = None if (query.search or "").split() else selectors.member_count(is_staff=is_staff)
+    return paginate(
+        selectors.member_list(is_staff=is_staff, search=query.search), query, request, count=count
+    )
 
 
 def _replacement(payload: MemberIn) -> dict[str, Any]:

@@ -53,3 +53,28 @@ class Member(AbstractUser):
         super().clean()
         if self.email:
             self.email = type(self).objects.normalize_email(self.email)
+
+
+class MemberTally(models.Model):
+    """How many members have each combination of the flags the dashboard and the
+    member lists count by, kept by database triggers on the member table (statement
+    level on PostgreSQL, row level on SQLite; see the migration), so that no count
+    scans the members, and every way of writing a member (the ORM, a bulk insert,
+    raw SQL) is counted."""
+
+    is_staff = models.BooleanField()
+    is_active = models.BooleanField()
+    subscribed = models.BooleanField()  # no unsubscribed_at
+    is_verified = models.BooleanField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "member tally"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_staff", "is_active", "subscribed", "is_verified"], name="member_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.n} members"

@@ -28,7 +28,8 @@ from ninja_jwt.tokens import RefreshToken, UntypedToken
 from ninja_jwt.utils import datetime_from_epoch
 
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled
-from members.models import Member
+from members import selectors
+from members.models import Member, MemberTally
 
 # Fields a caller may set, and what a full replacement (PUT) resets them to.
 MEMBER_DEFAULTS: dict[str, Any] = {
@@ -308,3 +309,21 @@ def members_unsubscribe(*, members: QuerySet[Member]) -> int:
 def members_resubscribe(*, members: QuerySet[Member]) -> int:
     """Subscribe members again; returns how many changed."""
     return members.filter(unsubscribed_at__isnull=False).update(unsubscribed_at=None)
+
+
+def member_tally_repair() -> bool:
+    """Recount the member tally from the members (the triggers keep it; a restore or a
+    hand edit of the tally could leave it wrong). True when it changed anything."""
+    actual = selectors.member_tally_recount()
+    kept = {
+        (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n for t in MemberTally.objects.all() if t.n
+    }
+    if kept == actual:
+        return False
+    with transaction.atomic():
+        MemberTally.objects.all().delete()
+        MemberTally.objects.bulk_create(
+            MemberTally(is_staff=a, is_active=b, subscribed=c, is_verified=d, n=n)
+            for (a, b, c, d), n in actual.items()
+        )
+    return True

@@ -141,3 +141,19 @@ def member(db):
         first_name="Ada",
         last_name="Lovelace",
     )
+
+
+@pytest.fixture(autouse=True)
+def _member_tally_as_counted(request):
+    """The test database is emptied between transactional tests table by table, in no
+    fixed order (SQLite deletes fire the tally's triggers, PostgreSQL truncates): the
+    member tally is recounted before each test that uses the database."""
+    if {"db", "transactional_db"} & set(request.fixturenames) or request.node.get_closest_marker("django_db"):
+        marker = request.node.get_closest_marker("django_db")
+        transactional = "transactional_db" in request.fixturenames or (
+            marker is not None and marker.kwargs.get("transaction")
+        )
+        request.getfixturevalue("transactional_db" if transactional else "db")
+        from members.services import member_tally_repair
+
+        member_tally_repair()

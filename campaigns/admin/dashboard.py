@@ -15,6 +15,7 @@ from django.utils import timezone
 from campaigns import selectors
 from campaigns.models import FAILED_DELIVERY_STATUSES, BurstStatus, DeliveryStatus
 from campaigns.vocabulary import BURST_STATUS_VARIANTS
+from members import selectors as member_selectors
 
 DAYS = 30
 RECENT_BURSTS = 8
@@ -124,7 +125,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         "import": reverse("admin:members_member_import"),
     }
     if see_members:
-        context["member_totals"] = selectors.member_totals()
+        context["member_totals"] = member_selectors.member_totals()
     if see_bursts:
         by_status = _bursts_by_status()
         context["bursts_by_status"] = by_status

@@ -112,3 +112,11 @@ def test_a_deep_page_by_cursor_costs_the_queries_of_the_first(as_staff, django_a
     assert len(on_deep) == len(on_first)
     # read by key: no OFFSET in the page's query
     assert not any("OFFSET" in q["sql"].upper() for q in on_deep.captured_queries)
+
+
+def test_member_counts_come_from_the_tally_unless_searched(as_staff, django_assert_max_num_queries):
+    MemberFactory.create_bulk(30)
+    assert as_staff.get("/api/non-staff/", {"limit": 5}).json()["count"] == 30
+    assert as_staff.get("/api/staff/", {"limit": 5}).json()["count"] == 1
+    assert as_staff.get("/api/members/", {"limit": 5}).json()["count"] == 31
+    assert as_staff.get("/api/members/", {"limit": 5, "search": "nobody-matches"}).json()["count"] == 0

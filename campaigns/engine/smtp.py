@@ -153,7 +153,9 @@ class SmtpSession:
             return self._failed(classify(rcpt[0], rcpt[1], stage="rcpt"))
         if data[0] != 354:
             return self._failed(classify(data[0], data[1], stage="data"))
-        payload = DOT_LINE.sub(b"..", message) + b".\r\n"
+        # Dot-stuffing; the search first, as most messages have no line to stuff.
+        stuffed = DOT_LINE.sub(b"..", message) if message.startswith(b".") or b"\n." in message else message
+        payload = stuffed + b".\r\n"
         if pipelining and then:
             payload += self._envelope(sender, then, rset=False)
         conn.send(payload)

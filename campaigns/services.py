@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
-from django.db.models import Case, CharField, Count, DateTimeField, Q, Sum, Value, When
+from django.db.models import Case, CharField, Count, DateTimeField, Exists, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -641,21 +641,25 @@ def _deliveries_requeue(*, burst_id: int, statuses: set[str]) -> int:
     return count
 
 
-def burst_finish_if_done(*, burst_id: int) -> bool:
-    """Mark a sending burst sent once all of its deliveries exist and none is pending."""
-    # The pending counter moves in the same transactions as the statuses: it is 0
-    # exactly when no delivery is pending.
-    finishing = EmailBurst.objects.filter(
-        pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True, count_pending=0
-    )
+def burst_finish_if_done(*, burst_id: int, thorough: bool = False) -> bool:
+    """Mark a sending burst sent once all of its deliveries exist and none is pending.
+
+    The pending counter answers at once after every chunk; `thorough` (the periodic
+    recovery) looks at the deliveries themselves, so that a counter edited by hand
+    cannot keep a burst sending for ever (it is repaired on the way)."""
+    finishing = EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENDING, deliveries_ready=True)
+    pending = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING)
     # Looked at without a lock first: most calls (after every chunk) find work left.
-    if not finishing.exists():
+    candidate = finishing.exclude(Exists(pending)) if thorough else finishing.filter(count_pending=0)
+    if not candidate.exists():
         return False
     with transaction.atomic():
-        # Checked again under the lock: a retry may have re-queued deliveries meanwhile.
         burst = finishing.select_for_update().first()
-        if burst is None:
+        # Checked again under the lock: a retry may have re-queued deliveries meanwhile.
+        if burst is None or pending.exists():
             return False
+        if burst.count_pending:
+            _burst_recount(burst_id)
         burst_transition(burst=burst, action=BurstAction.FINISH, finished_at=timezone.now())
     return True
 
@@ -809,7 +813,7 @@ def deliveries_recover(*, stale_after: float | None = None) -> dict[str, int]:
                 tasks.create_deliveries(burst.pk)
                 report["created"] += 1
             continue
-        if burst_finish_if_done(burst_id=burst.pk):
+        if burst_finish_if_done(burst_id=burst.pk, thorough=True):
             report["finished"] += 1
             continue
         due = Delivery.objects.filter(

@@ -13,7 +13,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from django.conf import settings
@@ -279,14 +279,20 @@ def _order_keys(queryset: QuerySet) -> list[tuple[str, bool]]:
 
 
 def _encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    raw = json.dumps([v.isoformat() if isinstance(v, date) else v for v in values])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a cursor value")
 
 
 def _after_cursor(queryset: QuerySet, cursor: str, keys: list[tuple[str, bool]]) -> QuerySet:
     """The rows after the cursor's row in the queryset's order (a keyset condition)."""
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), parse_constant=_no_constant
+        )
         if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError
         model = queryset.model
@@ -296,7 +302,11 @@ def _after_cursor(queryset: QuerySet, cursor: str, keys: list[tuple[str, bool]])
         ]
         if any(v is None for v in values):
             raise ValueError
-    except (ValueError, TypeError, DjangoValidationError, UnicodeDecodeError):
+        # A datetime the database could not hold in UTC (SQLite's adapter would raise).
+        for value in values:
+            if isinstance(value, datetime):
+                value.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, DjangoValidationError, UnicodeDecodeError):
         raise InvalidInput("cursor: not a cursor from a `next` link of this list", field="cursor") from None
     after = Q()
     for i, (name, descending) in enumerate(keys):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db.models import F, Q, QuerySet
 
+from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
 
@@ -236,6 +237,7 @@ def delete_sample_data() -> None:
     # Deleting members runs the pre_delete signal that blanks their addresses on
     # deliveries of bursts that are not sample ones.
     sample_members().delete()
+    services.bursts_recount()  # the daily outcomes of the deleted deliveries
 
 
 def create_sample_data(count: int, rng: random.Random, now: datetime.datetime) -> Summary:
@@ -248,6 +250,8 @@ def create_sample_data(count: int, rng: random.Random, now: datetime.datetime) -
     outcomes += create_paused_burst(members, author, rng, now)
     create_unsent_bursts(members, author, rng, now)
     save_outcomes(outcomes)
+    # Written as history, not sent: the counters are what a recount of them says.
+    services.bursts_recount()
     statuses = {status.value: 0 for status in DeliveryStatus}
     for outcome in outcomes:
         statuses[outcome.delivery.status] += 1

@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib.auth import password_validation
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from ninja_jwt.exceptions import InvalidToken, TokenError
@@ -314,13 +314,20 @@ def members_resubscribe(*, members: QuerySet[Member]) -> int:
 def member_tally_repair() -> bool:
     """Recount the member tally from the members (the triggers keep it; a restore or a
     hand edit of the tally could leave it wrong). True when it changed anything."""
-    actual = selectors.member_tally_recount()
-    kept = {
-        (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n for t in MemberTally.objects.all() if t.n
-    }
-    if kept == actual:
-        return False
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Member writes (their triggers) wait meanwhile: none is lost between the
+            # recount and the rewrite.
+            with connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE members_membertally IN EXCLUSIVE MODE")
+        actual = selectors.member_tally_recount()
+        kept = {
+            (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n
+            for t in MemberTally.objects.all()
+            if t.n
+        }
+        if kept == actual:
+            return False
         MemberTally.objects.all().delete()
         MemberTally.objects.bulk_create(
             MemberTally(is_staff=a, is_active=b, subscribed=c, is_verified=d, n=n)

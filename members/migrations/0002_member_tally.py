@@ -2,73 +2,7 @@
 
 from django.db import migrations, models
 
-# The key of a member row: (is_staff, is_active, subscribed, is_verified).
-PG_KEY = "{t}.is_staff, {t}.is_active, {t}.unsubscribed_at IS NULL, {t}.is_verified"
-PG_CHANGED = (
-    "(o.is_staff, o.is_active, o.unsubscribed_at IS NULL, o.is_verified) IS DISTINCT FROM "
-    "(n.is_staff, n.is_active, n.unsubscribed_at IS NULL, n.is_verified)"
-)
-PG_UPSERT = (
-    "INSERT INTO members_membertally (is_staff, is_active, subscribed, is_verified, n) "
-    "SELECT a, b, c, d, sum(delta) FROM ({rows}) AS moved(a, b, c, d, delta) "
-    "GROUP BY a, b, c, d ORDER BY a, b, c, d "
-    "ON CONFLICT (is_staff, is_active, subscribed, is_verified) "
-    "DO UPDATE SET n = members_membertally.n + excluded.n;"
-)
-POSTGRES = f"""
-CREATE OR REPLACE FUNCTION members_tally_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        {PG_UPSERT.format(rows="SELECT " + PG_KEY.format(t="n") + ", 1 FROM new_rows n")}
-    ELSIF TG_OP = 'DELETE' THEN
-        {PG_UPSERT.format(rows="SELECT " + PG_KEY.format(t="o") + ", -1 FROM old_rows o")}
-    ELSE
-        -- Only rows whose key changed: a login (last_login) locks no tally row.
-        {PG_UPSERT.format(rows="SELECT " + PG_KEY.format(t="n") + ", 1 FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE " + PG_CHANGED + " UNION ALL SELECT " + PG_KEY.format(t="o") + ", -1 FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE " + PG_CHANGED)}
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER members_tally_insert AFTER INSERT ON members_member
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION members_tally_apply();
-CREATE TRIGGER members_tally_delete AFTER DELETE ON members_member
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION members_tally_apply();
-CREATE TRIGGER members_tally_update AFTER UPDATE ON members_member
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION members_tally_apply();
-"""
-POSTGRES_DROP = """
-DROP TRIGGER IF EXISTS members_tally_insert ON members_member;
-DROP TRIGGER IF EXISTS members_tally_delete ON members_member;
-DROP TRIGGER IF EXISTS members_tally_update ON members_member;
-DROP FUNCTION IF EXISTS members_tally_apply();
-"""
-
-
-def _sqlite_add(row: str, delta: str) -> str:
-    key = f"{row}.is_staff, {row}.is_active, {row}.unsubscribed_at IS NULL, {row}.is_verified"
-    where = (
-        f"is_staff = {row}.is_staff AND is_active = {row}.is_active "
-        f"AND subscribed = ({row}.unsubscribed_at IS NULL) AND is_verified = {row}.is_verified"
-    )
-    return (
-        "INSERT OR IGNORE INTO members_membertally (is_staff, is_active, subscribed, is_verified, n) "
-        f"VALUES ({key}, 0); UPDATE members_membertally SET n = n + ({delta}) WHERE {where};"
-    )
-
-
-SQLITE = [
-    f"CREATE TRIGGER members_tally_insert AFTER INSERT ON members_member BEGIN {_sqlite_add('NEW', '1')} END;",
-    f"CREATE TRIGGER members_tally_delete AFTER DELETE ON members_member BEGIN {_sqlite_add('OLD', '-1')} END;",
-    "CREATE TRIGGER members_tally_update AFTER UPDATE OF is_staff, is_active, unsubscribed_at, is_verified "
-    "ON members_member WHEN (OLD.is_staff, OLD.is_active, OLD.unsubscribed_at IS NULL, OLD.is_verified) "
-    "<> (NEW.is_staff, NEW.is_active, NEW.unsubscribed_at IS NULL, NEW.is_verified) "
-    f"BEGIN {_sqlite_add('OLD', '-1')} {_sqlite_add('NEW', '1')} END;",
-]
-SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS members_tally_insert;",
-    "DROP TRIGGER IF EXISTS members_tally_delete;",
-    "DROP TRIGGER IF EXISTS members_tally_update;",
-]
-
+from members.tally import triggers_install, triggers_remove
 
 def tally_existing(apps, schema_editor):
     """Count the members there are, then let the triggers keep the figures."""
@@ -86,21 +20,11 @@ def tally_existing(apps, schema_editor):
 
 
 def triggers_create(apps, schema_editor):
-    with schema_editor.connection.cursor() as cursor:
-        if schema_editor.connection.vendor == "postgresql":
-            cursor.execute(POSTGRES)
-        else:
-            for statement in SQLITE:
-                cursor.execute(statement)
+    triggers_install(schema_editor.connection)
 
 
 def triggers_drop(apps, schema_editor):
-    with schema_editor.connection.cursor() as cursor:
-        if schema_editor.connection.vendor == "postgresql":
-            cursor.execute(POSTGRES_DROP)
-        else:
-            for statement in SQLITE_DROP:
-                cursor.execute(statement)
+    triggers_remove(schema_editor.connection)
 
 
 class Migration(migrations.Migration):

@@ -4,6 +4,7 @@ work."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -120,3 +121,13 @@ def test_member_counts_come_from_the_tally_unless_searched(as_staff, django_asse
     assert as_staff.get("/api/staff/", {"limit": 5}).json()["count"] == 1
     assert as_staff.get("/api/members/", {"limit": 5}).json()["count"] == 31
     assert as_staff.get("/api/members/", {"limit": 5, "search": "nobody-matches"}).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "values", ["[Infinity]", "[1e999]", "[NaN]", '["9999-12-31T23:59:59-05:00", 1]', '[{"a": 1}]']
+)
+def test_a_cursor_that_cannot_be_held_is_a_422_never_a_500(as_staff, values):
+    cursor = base64.urlsafe_b64encode(values.encode()).decode().rstrip("=")
+    for path in ("/api/members/", "/api/email-burst/"):
+        response = as_staff.get(path, {"cursor": cursor})
+        assert response.status_code == 422, (path, values, response.content)

@@ -89,6 +89,8 @@ def test_a_deleted_members_waiting_delivery_is_counted_skipped(engine):
     burst = sending_burst(members)
     members[1].delete()
     assert_counters_exact()
+    services.chunk_process(burst_id=burst.pk)
+    assert_counters_exact()
     assert EmailBurst.objects.get(pk=burst.pk).counts[DeliveryStatus.SKIPPED] == 1
 
 
@@ -172,3 +174,14 @@ def test_recount_bursts_can_recount_one_burst(engine):
     call_command("recount_bursts", "--burst", str(one.pk), stdout=out)
     assert f"burst {one.pk}: pending 9 -> 2" in out.getvalue()
     assert EmailBurst.objects.get(pk=other.pk).count_pending == 9
+
+
+def test_the_recovery_finishes_a_burst_whose_pending_counter_was_edited_by_hand(engine):
+    burst = sending_burst(MemberFactory.create_bulk(2, prefix="h"))
+    drive(burst.pk)
+    EmailBurst.objects.filter(pk=burst.pk).update(status=BurstStatus.SENDING, count_pending=5)
+    assert services.burst_finish_if_done(burst_id=burst.pk) is False  # the counter says pending
+
+    assert services.deliveries_recover()["finished"] == 1
+    assert EmailBurst.objects.get(pk=burst.pk).status == BurstStatus.SENT
+    assert_counters_exact()

@@ -68,3 +68,18 @@ def test_repair_rebuilds_a_tally_edited_by_hand():
     assert member_tally_repair() is True
     assert_tally_exact()
     assert member_tally_repair() is False
+
+
+def test_migrate_puts_back_triggers_that_a_table_rebuild_dropped(transactional_db):
+    from django.core.management import call_command
+
+    from members.tally import triggers_present, triggers_remove
+
+    assert triggers_present(connection)
+    triggers_remove(connection)  # what SQLite's copy-drop-rename of the table does
+    MemberFactory.create_bulk(2)  # uncounted meanwhile
+    call_command("migrate", verbosity=0)
+    assert triggers_present(connection)
+    assert_tally_exact()
+    MemberFactory()
+    assert_tally_exact()

@@ -314,6 +314,8 @@ def members_resubscribe(*, members: QuerySet[Member]) -> int:
 def member_tally_repair() -> bool:
     """Recount the member tally from the members (the triggers keep it; a restore or a
     hand edit of the tally could leave it wrong). True when it changed anything."""
+    if _tally_kept() == selectors.member_tally_recount():
+        return False  # looked at without a lock first: the common answer
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Member writes (their triggers) wait meanwhile: none is lost between the
@@ -321,12 +323,7 @@ def member_tally_repair() -> bool:
             with connection.cursor() as cursor:
                 cursor.execute("LOCK TABLE members_membertally IN EXCLUSIVE MODE")
         actual = selectors.member_tally_recount()
-        kept = {
-            (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n
-            for t in MemberTally.objects.all()
-            if t.n
-        }
-        if kept == actual:
+        if _tally_kept() == actual:
             return False
         MemberTally.objects.all().delete()
         MemberTally.objects.bulk_create(
@@ -334,3 +331,9 @@ def member_tally_repair() -> bool:
             for (a, b, c, d), n in actual.items()
         )
     return True
+
+
+def _tally_kept() -> dict[tuple[bool, bool, bool, bool], int]:
+    return {
+        (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n for t in MemberTally.objects.all() if t.n
+    }

@@ -202,3 +202,11 @@ def test_it_refuses_fewer_than_200_members() -> None:
         call_command("create_sample_data", "--members", "50", stdout=StringIO())
 
     assert not Member.objects.exists()
+
+
+def test_the_bursts_figures_and_the_dashboards_days_match_the_sample_deliveries(sample) -> None:
+    from tests.campaigns.bursts import assert_counters_exact
+
+    assert_counters_exact()
+    sent = EmailBurst.objects.filter(status=BurstStatus.SENT).first()
+    assert sent.counts[DeliveryStatus.SENT] > 0

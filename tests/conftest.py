@@ -148,12 +148,13 @@ def _member_tally_as_counted(request):
     """The test database is emptied between transactional tests table by table, in no
     fixed order (SQLite deletes fire the tally's triggers, PostgreSQL truncates): the
     member tally is recounted before each test that uses the database."""
-    if {"db", "transactional_db"} & set(request.fixturenames) or request.node.get_closest_marker("django_db"):
-        marker = request.node.get_closest_marker("django_db")
-        transactional = "transactional_db" in request.fixturenames or (
-            marker is not None and marker.kwargs.get("transaction")
-        )
-        request.getfixturevalue("transactional_db" if transactional else "db")
-        from members.services import member_tally_repair
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None and not {"db", "transactional_db"} & set(request.fixturenames):
+        return
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from members.services import member_tally_repair
 
-        member_tally_repair()
+    member_tally_repair()

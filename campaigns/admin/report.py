@@ -5,18 +5,17 @@ page of its deliveries. Every figure comes from `campaigns.selectors.burst_stats
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
+from django.core.paginator import Page
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import selectors
+from campaigns.admin.changelist import KnownCountPaginator
 from campaigns.models import BurstStatus, DeliveryStatus, EmailBurst
 from campaigns.selectors import BurstStats
 from campaigns.services import DEFAULT_RETRY_STATUSES, RETRYABLE_STATUSES
@@ -129,21 +128,6 @@ CHART_OPTIONS = {
 }
 
 
-class _KnownCount(Sequence):
-    """A queryset whose length is already known (from the stats), so the
-    paginator does not count it again."""
-
-    def __init__(self, queryset: QuerySet, count: int) -> None:
-        self.queryset = queryset
-        self._count = count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, item: Any) -> Any:
-        return self.queryset[item]
-
-
 @dataclass(frozen=True)
 class StatusTab:
     key: str
@@ -160,12 +144,9 @@ def deliveries_page(request: HttpRequest, burst: EmailBurst, stats: BurstStats) 
         status = ""
     query = request.GET.get("dq", "").strip()[:200]
     queryset = selectors.burst_deliveries(burst_id=burst.pk, status=status, query=query)
-    if query:
-        rows: Sequence = queryset
-    else:
-        known = stats.status_counts.get(status, 0) if status else stats.total_recipients
-        rows = _KnownCount(queryset, known)
-    paginator = Paginator(rows, DELIVERIES_PER_PAGE)
+    # Without a search, the stats (the counters) know how many rows there are.
+    known = None if query else (stats.status_counts.get(status, 0) if status else stats.total_recipients)
+    paginator = KnownCountPaginator(queryset, DELIVERIES_PER_PAGE, known_count=known)
     page: Page = paginator.get_page(request.GET.get("dpage"))
 
     def url(**changes: Any) -> str:

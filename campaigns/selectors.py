@@ -86,24 +86,6 @@ def success_rate(*, sent: int, total: int, skipped: int) -> float:
     return round(sent / to_send * 100, 2) if to_send else 0.0
 
 
-def stats_from_counts(burst_id: int, status: str, counts: dict[str, int]) -> BurstStats:
-    status_counts = {s: int(counts.get(f"n_{s}") or 0) for s in DeliveryStatus.values}
-    total = sum(status_counts.values())
-    skipped = status_counts["skipped"]
-    sent = status_counts["sent"]
-    return BurstStats(
-        email_burst_id=burst_id,
-        status=status,
-        total_recipients=total,
-        sent_count=sent,
-        failed_count=sum(status_counts[k] for k in FAILED_KEYS),
-        pending_count=status_counts["pending"],
-        skipped_count=skipped,
-        success_rate=success_rate(sent=sent, total=total, skipped=skipped),
-        status_counts=status_counts,
-    )
-
-
 def burst_stats(*, burst_id: int) -> BurstStats:
     """A burst's delivery figures (totals, each status, the success rate), from the
     counters kept on the burst: the same cost whatever the number of deliveries."""
@@ -115,7 +97,19 @@ def burst_stats(*, burst_id: int) -> BurstStats:
 
 def burst_stats_of(burst: EmailBurst) -> BurstStats:
     """The figures of a burst already read (with its counters)."""
-    return stats_from_counts(burst.pk, burst.status, {f"n_{s}": n for s, n in burst.counts.items()})
+    counts = burst.counts
+    total, sent, skipped = sum(counts.values()), counts["sent"], counts["skipped"]
+    return BurstStats(
+        email_burst_id=burst.pk,
+        status=burst.status,
+        total_recipients=total,
+        sent_count=sent,
+        failed_count=sum(counts[k] for k in FAILED_KEYS),
+        pending_count=counts["pending"],
+        skipped_count=skipped,
+        success_rate=success_rate(sent=sent, total=total, skipped=skipped),
+        status_counts=counts,
+    )
 
 
 def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 
 from django.conf import settings
@@ -46,8 +47,18 @@ FAILED_DELIVERY_STATUSES = frozenset(
 
 
 class EmailBurst(models.Model):
+    name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The campaign's name for staff (never shown to members). "
+        "Empty: a readable name is derived from the subject.",
+    )
     subject = models.CharField(max_length=200)
-    body = models.TextField(help_text="Plain-text body, a Django template rendered per member.")
+    body = models.TextField(
+        blank=True,
+        help_text="Plain-text body, a Django template rendered per member. "
+        "May be empty when there is an HTML body: the text part is then generated from it.",
+    )
     html_body = models.TextField(blank=True, help_text="Optional HTML body, a Django template.")
     sender = models.EmailField(default=default_sender, help_text="From address.")
     from_name = models.CharField(max_length=100, blank=True, help_text="Display name in From.")
@@ -66,6 +77,11 @@ class EmailBurst(models.Model):
     deliveries_ready = models.BooleanField(default=False, editable=False)
     # Connection failures in a row across all workers; EMAIL_PAUSE_AFTER pauses.
     connection_failures = models.PositiveIntegerField(default=0, editable=False)
+    # Seconds during which at least one chunk of the burst was sending (overlapping
+    # chunks counted once; waits for retries excluded): the rate is messages / this.
+    # `busy_until` is the end of the latest chunk counted so far.
+    sending_seconds = models.FloatField(default=0, editable=False)
+    busy_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Deliveries in each status, kept by the code that writes statuses (in the same
     # transaction), so a burst's figures cost the same whatever its size;
     # `manage.py recount_bursts` repairs them. `counts` reads them as a dict. Signed,
@@ -100,7 +116,12 @@ class EmailBurst(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.subject
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """The name staff see: `name`, else a stand-in derived from the subject."""
+        return burst_display_name(name=self.name, subject=self.subject, burst_id=self.pk)
 
     @property
     def is_editable(self) -> bool:
@@ -114,6 +135,23 @@ class EmailBurst(models.Model):
     @property
     def delivery_total(self) -> int:
         return sum(self.counts.values())
+
+
+# Template syntax in a subject, whole or broken (`{{ x }}`, `{{ x }`, `{ {x} }`,
+# `{% … %}`, `{# … #}`, an unclosed `{{` to the end), then any brace left over.
+_TEMPLATE_PART = re.compile(r"\{\s*[{%#].*?(?:[}%#]\s*\}|\}|$)|[{}]", re.S)
+
+
+def burst_display_name(*, name: str, subject: str, burst_id: int | None = None) -> str:
+    """A burst's name as staff see it: its `name`, or its subject with template
+    syntax replaced by "…" ("Hello {{ member.first_name }}!" reads "Hello …!")."""
+    if name.strip():
+        return " ".join(name.split())
+    readable = _TEMPLATE_PART.sub("…", subject)
+    readable = re.sub(r"…(\s*…)+", "…", " ".join(readable.split())).strip()
+    if readable.strip("… ,.:;!?-"):
+        return readable
+    return f"Burst {burst_id}" if burst_id else "Untitled burst"
 
 
 def counter_field(status: str) -> str:
@@ -193,6 +231,12 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["claim_token"], name="delivery_claim_idx", condition=~Q(claim_token="")),
             models.Index(fields=["member", "-id"], name="delivery_member_recent_idx"),
+            # The few deliveries waiting for a retry: how many and until when.
+            models.Index(
+                fields=["burst", "next_attempt_at"],
+                name="delivery_retry_idx",
+                condition=Q(next_attempt_at__isnull=False),
+            ),
             # The few members whose address was not found once (suppression).
             models.Index(fields=["member"], name="delivery_not_found_idx", condition=Q(status="not_found")),
         ]
@@ -217,3 +261,31 @@ class DailyOutcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.status}: {self.count}"
+
+
+class DeliveryAttempt(models.Model):
+    """One try of a delivery that did not end in a plain "sent": the SMTP reply or
+    the connection error, kept so that the 451 of a greylisted first try is not
+    lost when the second try succeeds. A successful try is the delivery row itself
+    (`sent_at`): writing a row for each of them would add an INSERT per message to
+    the send path for nothing the delivery does not already say."""
+
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False, db_constraint=False
+    )
+    burst_id = models.IntegerField(db_index=False)
+    attempted_at = models.DateTimeField()
+    # What this try came to: the status it would have had as final (a 4xx is
+    # `failed`, a drop `connection_error`), and whether it was to be tried again.
+    outcome = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    will_retry = models.BooleanField(default=False)
+    counted = models.BooleanField(default=True, help_text="An SMTP try (counted in attempts).")
+    reply = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "delivery attempt"
+        ordering = ["attempted_at", "id"]
+        indexes = [models.Index(fields=["delivery", "attempted_at"], name="attempt_delivery_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.attempted_at:%Y-%m-%d %H:%M:%S} {self.outcome}: {self.reply}"

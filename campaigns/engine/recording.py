@@ -16,7 +16,14 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from campaigns.engine.classify import Outcome
-from campaigns.models import DailyOutcome, Delivery, DeliveryStatus, EmailBurst, counter_field
+from campaigns.models import (
+    DailyOutcome,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EmailBurst,
+    counter_field,
+)
 
 FLUSH_EVERY = 50
 FLUSH_SECONDS = 1.0
@@ -47,9 +54,11 @@ class Recorder:
         attempts = attempts_before + increment
         if outcome.transient and attempts < settings.EMAIL_MAX_ATTEMPTS:
             delay = settings.EMAIL_RETRY_DELAY * (2 ** max(0, attempts - 1))
-            self.others[(DeliveryStatus.PENDING, outcome.error, increment, delay)].append(delivery_id)
+            self.others[(DeliveryStatus.PENDING, outcome.error, increment, delay, outcome.status)].append(
+                delivery_id
+            )
         else:
-            self.others[(outcome.status, outcome.error, increment, None)].append(delivery_id)
+            self.others[(outcome.status, outcome.error, increment, None, outcome.status)].append(delivery_id)
 
     def due(self) -> bool:
         return self.count >= FLUSH_EVERY or (
@@ -83,7 +92,8 @@ class Recorder:
                     updated_at=now,
                 )
                 written_now[DeliveryStatus.SENT] += written
-            for (status, error, increment, delay), ids in self.others.items():
+            attempts: list[DeliveryAttempt] = []
+            for (status, error, increment, delay, outcome), ids in self.others.items():
                 next_at = now + timedelta(seconds=delay) if delay is not None else None
                 if next_at:
                     self.retry_at.append(next_at)
@@ -97,6 +107,18 @@ class Recorder:
                     updated_at=now,
                 )
                 written_now[status] += written
+                if written:
+                    attempts += attempt_rows(
+                        ids,
+                        burst_id=self.burst_id,
+                        now=now,
+                        outcome=outcome,
+                        reply=error,
+                        will_retry=next_at is not None,
+                        counted=bool(increment),
+                    )
+            if attempts:
+                DeliveryAttempt.objects.bulk_create(attempts)
             moved_from_pending(burst_id=self.burst_id, moved=written_now, now=now)
             # Still working on the rest of the chunk: renew the lease, a third of
             # the way through it (renewing every flush rewrote every row each time).
@@ -107,6 +129,23 @@ class Recorder:
         self.done += self.count
         self.sent, self.others, self.count = [], defaultdict(list), 0
         self.last_flush = time.monotonic()
+
+
+def attempt_rows(
+    ids: list[int], *, burst_id: int, now: datetime, outcome: str, reply: str, will_retry: bool, counted: bool
+) -> list[DeliveryAttempt]:
+    return [
+        DeliveryAttempt(
+            delivery_id=delivery_id,
+            burst_id=burst_id,
+            attempted_at=now,
+            outcome=outcome,
+            will_retry=will_retry,
+            counted=counted,
+            reply=reply,
+        )
+        for delivery_id in ids
+    ]
 
 
 def fail_claimed(*, burst_id: int, token: str, error: str) -> int:

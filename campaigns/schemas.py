@@ -12,6 +12,7 @@ from campaigns.models import BurstStatus, DeliveryStatus
 from common.api import Bool, EmailOrBlank, Id, Line, PageOut, PageQuery, Text, json_string
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+BurstName = Annotated[Line, StringConstraints(max_length=200)]
 Body = Annotated[Text, StringConstraints(min_length=1)]
 FromName = Annotated[Line, StringConstraints(max_length=100)]
 SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
@@ -19,6 +20,9 @@ SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
 
 class BurstOut(Schema):
     id: int
+    name: str = Field(
+        description="The campaign's name for staff (empty: the admin derives one from the subject)."
+    )
     subject: str
     body: str
     html_body: str
@@ -51,6 +55,7 @@ class BurstIn(Schema):
     """Create, or replace with PUT (omitted optional fields take their defaults).
     Subject, bodies and from_name are Django templates rendered per member."""
 
+    name: BurstName = Field("", description="The campaign's name for staff (optional, never mailed).")
     subject: Subject = Field(description="At most 200 characters, one line.")
     body: Body = Field(description="Plain-text body.")
     html_body: Text = ""
@@ -68,6 +73,7 @@ class BurstIn(Schema):
 class BurstPatch(Schema):
     """Partial update: only the fields sent change."""
 
+    name: BurstName = None  # type: ignore[assignment]
     subject: Subject = None  # type: ignore[assignment]
     body: Body = None  # type: ignore[assignment]
     html_body: Text = None  # type: ignore[assignment]

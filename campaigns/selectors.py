@@ -475,6 +475,7 @@ def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
             "sent_at",
             "updated_at",
             "burst__id",
+            "burst__name",
             "burst__subject",
             "burst__status",
         )

@@ -125,6 +125,14 @@ def _check_recipient_ids(ids: Sequence[int]) -> list[int]:
 # --- create, update, delete -------------------------------------------------------------------
 
 
+def _name(value: str) -> str:
+    """A burst's name: one line, at most 200 characters."""
+    value = " ".join((value or "").split())
+    if len(value) > 200:
+        raise InvalidInput("name must be at most 200 characters", field="name")
+    return value
+
+
 def burst_create(
     *,
     subject: str,
@@ -136,7 +144,9 @@ def burst_create(
     recipient_ids: Sequence[int] = (),
     all_members: bool = False,
     created_by: Member | None = None,
+    name: str = "",
 ) -> EmailBurst:
+    name = _name(name)
     burst_validate(subject=subject, body=body, html_body=html_body, from_name=from_name)
     sender = _valid_address("sender", sender or settings.SENDER_EMAIL)
     if reply_to:
@@ -144,6 +154,7 @@ def burst_create(
     ids = _check_recipient_ids(recipient_ids)
     with transaction.atomic():
         burst = EmailBurst.objects.create(
+            name=name,
             subject=subject,
             body=body,
             html_body=html_body,
@@ -158,7 +169,7 @@ def burst_create(
     return burst
 
 
-UPDATABLE = ("subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members")
+UPDATABLE = ("name", "subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members")
 
 
 def burst_change_allowed(*, burst: EmailBurst, actor: Member | None) -> bool:
@@ -203,6 +214,7 @@ def burst_update(*, burst_id: int, actor: Member | None = None, **fields: Any) -
             if name in fields:
                 setattr(burst, name, fields[name] if fields[name] is not None else "")
         burst.sender = burst.sender or settings.SENDER_EMAIL
+        burst.name = _name(burst.name)
         burst_validate(
             subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
         )
@@ -227,6 +239,7 @@ def burst_duplicate(*, burst_id: int, created_by: Member | None = None) -> Email
     original = EmailBurst.objects.get(pk=burst_id)
     with transaction.atomic():
         copy = EmailBurst.objects.create(
+            name=_name(f"{original.display_name} (copy)"[:200]),
             subject=original.subject,
             body=original.body,
             html_body=original.html_body,

@@ -41,7 +41,7 @@ from campaigns.admin.forms import (
     zone_description,
 )
 from campaigns.admin.report import report_context
-from campaigns.models import BurstStatus, EmailAttachment, EmailBurst
+from campaigns.models import BurstStatus, EmailAttachment, EmailBurst, burst_display_name
 from campaigns.services import (
     RETRYABLE_STATUSES,
     SEND_PERMISSION,
@@ -117,7 +117,7 @@ class EmailBurstAdmin(ModelAdmin):
     form = EmailBurstForm
     inlines = [AttachmentInline]
     list_display = (
-        "subject",
+        "name_column",
         "status_badge",
         "recipients_column",
         "sent_column",
@@ -126,10 +126,10 @@ class EmailBurstAdmin(ModelAdmin):
         "when_column",
         "created_at",
     )
-    list_display_links = ("subject",)
+    list_display_links = ("name_column",)
     list_filter = (("status", ChoicesDropdownFilter), "all_members", ("created_at", RangeDateTimeFilter))
     list_filter_submit = True
-    search_fields = ("subject",)
+    search_fields = ("name", "subject")
     list_per_page = 50
     autocomplete_fields = ("recipients",)
     readonly_fields = (
@@ -198,6 +198,10 @@ class EmailBurstAdmin(ModelAdmin):
     # --- list columns --------------------------------------------------------------------------
 
     @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
+    @display(description="Burst", ordering="name")
+    def name_column(self, burst: EmailBurst) -> str:
+        return burst.display_name
+
     def status_badge(self, burst: EmailBurst) -> tuple[str, str]:
         return burst.status, burst.get_status_display()
 
@@ -270,7 +274,7 @@ class EmailBurstAdmin(ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: EmailBurst | None = None) -> list:
         fieldsets: list = [
-            ("Message", {"fields": ("subject", "body", "html_body")}),
+            ("Message", {"fields": ("name", "subject", "body", "html_body")}),
             ("Sender", {"fields": ("sender", "from_name", "reply_to")}),
             ("Recipients", {"fields": ("all_members", self._recipients_field(request, obj))}),
         ]
@@ -379,7 +383,8 @@ class EmailBurstAdmin(ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EmailBurst]) -> None:
         refused: dict[str, list[str]] = defaultdict(list)
-        for pk, subject in queryset.values_list("pk", "subject"):
+        for pk, name, subject in queryset.values_list("pk", "name", "subject"):
+            subject = burst_display_name(name=name, subject=subject, burst_id=pk)
             try:
                 burst_delete(burst_id=pk, actor=request.user)
             except IllegalState:

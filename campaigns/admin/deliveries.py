@@ -94,7 +94,9 @@ class DeliveryAdmin(ModelAdmin):
     def burst_link(self, delivery: Delivery) -> str:
         url = reverse("admin:campaigns_emailburst_change", args=[delivery.burst_id])
         return format_html(
-            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', url, delivery.burst.subject
+            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>',
+            url,
+            delivery.burst.display_name,
         )
 
     @display(description="Recipient", ordering="email")

@@ -11,7 +11,8 @@ from members.resources import FormulaEscapingMixin
 
 class DeliveryResource(FormulaEscapingMixin, resources.ModelResource):
     burst_id = fields.Field(attribute="burst_id", column_name="burst_id")
-    burst = fields.Field(attribute="burst__subject", column_name="burst_subject")
+    burst = fields.Field(attribute="burst__display_name", column_name="burst")
+    subject = fields.Field(attribute="burst__subject", column_name="burst_subject")
     member_id = fields.Field(attribute="member_id", column_name="member_id")
     name = fields.Field(column_name="name")
     email = fields.Field(attribute="email", column_name="email")
@@ -29,6 +30,7 @@ class DeliveryResource(FormulaEscapingMixin, resources.ModelResource):
             "id",
             "burst_id",
             "burst",
+            "subject",
             "member_id",
             "name",
             "email",
@@ -53,6 +55,7 @@ class DeliveryResource(FormulaEscapingMixin, resources.ModelResource):
             .only(
                 "id",
                 "burst_id",
+                "burst__name",
                 "burst__subject",
                 "member_id",
                 "member__first_name",

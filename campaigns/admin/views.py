@@ -418,9 +418,7 @@ def report_export_view(
     file_format = EXPORT_FORMATS[fmt]()
     dataset = DeliveryResource().export(queryset=DeliveryResource.report_queryset(burst.pk))
     data = file_format.export_data(dataset)
-    filename = (
-        f"burst-{burst.pk}-{slugify(burst.subject)[:40] or 'report'}-deliveries.{file_format.get_extension()}"
-    )
+    filename = f"burst-{burst.pk}-{slugify(burst.display_name)[:40] or 'report'}-deliveries.{file_format.get_extension()}"
     response = HttpResponse(data, content_type=file_format.get_content_type())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -49,11 +49,11 @@ CELL = re.compile(r'<(th|td) class="field-(\w+)[^"]*"[^>]*>(.*?)</\1>', re.S)
 
 
 def rendered_rows(html: str) -> dict[str, dict[str, str]]:
-    """The change list's rows by subject: each column's text (without the created date)."""
+    """The change list's rows by burst name: each column's text (without the created date)."""
     rows: dict[str, dict[str, str]] = {}
     for _, column, cell in CELL.findall(html):
         text = " ".join(re.sub(r"<[^>]+>", " ", cell).split())
-        if column == "subject":
+        if column == "name_column":
             row = rows.setdefault(text, {})
         elif column != "created_at":
             row[column] = text

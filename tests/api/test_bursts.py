@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 FIELDS = {
     "id",
+    "name",
     "subject",
     "body",
     "html_body",
@@ -472,3 +473,16 @@ def test_upload_without_a_file_is_422(as_staff):
     response = as_staff.client.post(url(burst, "attachments"), {"other": "x"}, headers=as_staff.headers())
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "file"
+
+
+def test_the_api_takes_and_answers_the_name(as_staff):
+    response = as_staff.post(
+        "/api/email-burst/",
+        {"name": "Board letter", "subject": "Hi {{ member.first_name }}", "body": "Hello"},
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "Board letter"
+    burst_id = response.json()["id"]
+    response = as_staff.patch(f"/api/email-burst/{burst_id}/", {"name": "x" * 201})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "name"

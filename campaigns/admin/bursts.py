@@ -197,11 +197,11 @@ class EmailBurstAdmin(ModelAdmin):
 
     # --- list columns --------------------------------------------------------------------------
 
-    @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
     @display(description="Burst", ordering="name")
     def name_column(self, burst: EmailBurst) -> str:
         return burst.display_name
 
+    @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
     def status_badge(self, burst: EmailBurst) -> tuple[str, str]:
         return burst.status, burst.get_status_display()
 

@@ -1,18 +1,40 @@
+"""The unsubscribe pages: `/unsubscribe/<signed token>/`, no login.
+
+- GET only asks (link scanners follow links): the confirmation page, or, for a member
+  already unsubscribed, a page that says so and offers to subscribe again.
+- POST unsubscribes, idempotently, without a CSRF token: mail clients POST here
+  themselves (RFC 8058 one-click, `List-Unsubscribe=One-Click`), and the signed token
+  is the credential. The done page offers "Subscribe again".
+- POST with `action=resubscribe` subscribes again. That form is CSRF-protected: a
+  page elsewhere must not be able to subscribe anyone back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from csp.decorators import csp_replace
+from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from campaigns.engine.tokens import member_id_from_token
 from campaigns.services import member_unsubscribe
 from config.security import NO_SCRIPT
 from members.models import Member
+from members.services import members_resubscribe
+
+RESUBSCRIBE = "resubscribe"
 
 
-# No login and no CSRF token: mail clients POST here themselves (RFC 8058
-# one-click), and the signed token is the credential.
+def page(request: HttpRequest, template: str, context: dict[str, Any] | None = None, status: int = 200):
+    context = {"organisation": settings.ORGANISATION_NAME, **(context or {})}
+    return render(request, f"campaigns/{template}.html", context, status=status)
+
+
 @csrf_exempt
 @csp_replace(NO_SCRIPT)
 @require_http_methods(["GET", "POST"])
@@ -20,16 +42,22 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
         member_id = member_id_from_token(token)
     except signing.BadSignature:
-        return render(request, "campaigns/unsubscribe_invalid.html", status=400)
+        return page(request, "unsubscribe_invalid", status=400)
     member = Member.objects.filter(pk=member_id).only("pk", "email", "unsubscribed_at").first()
     if member is None:
-        return render(request, "campaigns/unsubscribe_invalid.html", status=400)
+        return page(request, "unsubscribe_invalid", status=400)
     if request.method == "GET":
-        # Link scanners follow GET links: a GET only asks for confirmation.
-        return render(
-            request,
-            "campaigns/unsubscribe_confirm.html",
-            {"member": member, "already": member.unsubscribed_at is not None},
-        )
+        template = "unsubscribe_done" if member.unsubscribed_at else "unsubscribe_confirm"
+        return page(request, template, {"member": member, "already": member.unsubscribed_at is not None})
+    if request.POST.get("action") == RESUBSCRIBE:
+        return resubscribe(request, member)
     member_unsubscribe(member_id=member.pk)
-    return render(request, "campaigns/unsubscribe_done.html", {"member": member})
+    return page(request, "unsubscribe_done", {"member": member})
+
+
+@csrf_protect
+def resubscribe(request: HttpRequest, member: Member) -> HttpResponse:
+    # Checked here, not by the exempt view above: a wrong or missing token is Django's 403.
+    members_resubscribe(members=Member.objects.filter(pk=member.pk))
+    return page(request, "unsubscribe_resubscribed", {"member": member})
+

@@ -301,6 +301,9 @@ UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 if UNSUBSCRIBE_MAILTO:
     _email("UNSUBSCRIBE_MAILTO", UNSUBSCRIBE_MAILTO)
 
+# Who sends the bursts: named on the unsubscribe pages members see.
+ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="").strip() or "Emailer"
+
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
     raise ImproperlyConfigured(f"SITE_URL must be an absolute http(s) URL, got {SITE_URL!r}")

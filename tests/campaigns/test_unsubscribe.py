@@ -1,5 +1,7 @@
 """`/unsubscribe/<signed token>/`: no login, GET only asks, POST (and RFC 8058
-one-click) unsubscribes, idempotently (issue 3 point 8)."""
+one-click) unsubscribes, idempotently (issue 3 point 8); the pages name the
+organisation (`ORGANISATION_NAME`) and, once unsubscribed, offer "Subscribe again", a
+CSRF-protected POST with the same token."""
 
 from __future__ import annotations
 
@@ -242,3 +244,84 @@ def test_an_unsubscribed_member_is_left_out_of_an_all_members_burst(settings, sm
 
     assert set(smtp_settings.received_count_by_address()) == {"bob@example.test"}
     assert not Delivery.objects.filter(burst=burst, member=ada, status=DeliveryStatus.SENT).exists()
+
+
+# --- the organisation's name, and subscribing again ---------------------------------------------
+
+
+def form_fields(html: str, action: str | None = None) -> dict[str, str]:
+    """The hidden fields of the page's form (the one with ``action`` when given)."""
+    for form in re.findall(r"<form[^>]*>(.*?)</form>", html, re.S):
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+        if action is None or fields.get("action") == action:
+            return fields
+    raise AssertionError(f"no form with action={action!r} in the page")
+
+
+@pytest.mark.parametrize("already", [False, True])
+def test_the_pages_carry_the_organisations_name_escaped(client, ada, settings, already):
+    settings.ORGANISATION_NAME = "Friends of <b>Kew</b> & Co"
+    if already:
+        services.member_unsubscribe(member_id=ada.pk)
+    pages = [client.get(path_for(ada)), client.post(path_for(ada), data=ONE_CLICK, content_type=FORM)]
+    pages.append(client.get(reverse("unsubscribe", args=["garbage"])))
+    for response in pages:
+        html = response.content.decode()
+        assert "Friends of &lt;b&gt;Kew&lt;/b&gt; &amp; Co" in html
+        assert "<b>Kew</b>" not in html
+
+
+def test_the_done_page_offers_to_subscribe_again_and_that_subscribes_again(csrf_client, ada):
+    done = csrf_client.post(path_for(ada), data=ONE_CLICK, content_type=FORM)
+    assert unsubscribed_at(ada) is not None
+    fields = form_fields(done.content.decode(), "resubscribe")
+    assert fields.get("csrfmiddlewaretoken"), "the form to subscribe again carries a CSRF token"
+    assert "Subscribe again" in done.content.decode()
+
+    again = csrf_client.post(path_for(ada), fields)
+
+    assert again.status_code == 200
+    assert "subscribed again" in again.content.decode()
+    assert unsubscribed_at(ada) is None
+
+
+def test_subscribing_again_without_the_csrf_token_is_refused(csrf_client, ada):
+    services.member_unsubscribe(member_id=ada.pk)
+    when = unsubscribed_at(ada)
+
+    response = csrf_client.post(path_for(ada), {"action": "resubscribe"})
+
+    assert response.status_code == 403
+    assert unsubscribed_at(ada) == when
+
+
+def test_subscribing_again_with_a_bad_token_gets_400(csrf_client, ada):
+    services.member_unsubscribe(member_id=ada.pk)
+    path = reverse("unsubscribe", args=[tokens.unsubscribe_token(ada.pk) + "x"])
+
+    assert csrf_client.post(path, {"action": "resubscribe"}).status_code == 400
+    assert unsubscribed_at(ada) is not None
+
+
+def test_an_unsubscribed_members_get_offers_to_subscribe_again_and_changes_nothing(csrf_client, ada):
+    services.member_unsubscribe(member_id=ada.pk)
+    when = unsubscribed_at(ada)
+
+    response = csrf_client.get(path_for(ada))
+
+    assert response.status_code == 200
+    assert form_fields(response.content.decode(), "resubscribe")["csrfmiddlewaretoken"]
+    assert unsubscribed_at(ada) == when
+
+
+def test_one_click_still_unsubscribes_after_subscribing_again(csrf_client, ada):
+    done = csrf_client.post(path_for(ada), data=ONE_CLICK, content_type=FORM)
+    again = csrf_client.post(path_for(ada), form_fields(done.content.decode(), "resubscribe"))
+    assert unsubscribed_at(ada) is None
+    # the page after subscribing again offers to unsubscribe, with no CSRF token needed
+    assert "csrfmiddlewaretoken" not in form_fields(again.content.decode())
+
+    response = Client(enforce_csrf_checks=True).post(path_for(ada), data=ONE_CLICK, content_type=FORM)
+
+    assert response.status_code == 200
+    assert unsubscribed_at(ada) is not None

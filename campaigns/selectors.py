@@ -42,6 +42,7 @@ from campaigns.models import (
     BurstStatus,
     DailyOutcome,
     Delivery,
+    DeliveryAttempt,
     DeliveryStatus,
     EmailBurst,
     counter_field,
@@ -507,3 +508,31 @@ def delivery_outcomes_by_day(*, first_day: date, days: int) -> dict[date, dict[s
     ).values_list("day", "status", "count"):
         counts.setdefault(day, {})[status] = n
     return counts
+
+# --- a delivery's tries -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptLine:
+    """One try of a delivery as staff read it."""
+
+    at: datetime | None
+    outcome: str  # a DeliveryStatus value
+    reply: str
+    will_retry: bool = False
+
+
+def attempt_lines(delivery: Delivery, attempts: Iterable[DeliveryAttempt]) -> list[AttemptLine]:
+    """The tries of a delivery, oldest first: the logged ones (those that did not end
+    in "sent"), then the successful one, which is the delivery row itself."""
+    lines = [
+        AttemptLine(at=a.attempted_at, outcome=a.outcome, reply=a.reply, will_retry=a.will_retry)
+        for a in attempts
+    ]
+    if delivery.status == DeliveryStatus.SENT:
+        lines.append(AttemptLine(at=delivery.sent_at, outcome=DeliveryStatus.SENT, reply="250 accepted"))
+    return lines
+
+
+def delivery_attempt_lines(*, delivery: Delivery) -> list[AttemptLine]:
+    return attempt_lines(delivery, DeliveryAttempt.objects.filter(delivery_id=delivery.pk).order_by("attempted_at", "id"))

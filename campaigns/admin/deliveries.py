@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
@@ -17,7 +18,7 @@ from unfold.views import ChangeList
 from campaigns import selectors
 from campaigns.admin.changelist import CheckedChangeList, KnownCountPaginator
 from campaigns.models import Delivery
-from campaigns.vocabulary import DELIVERY_STATUS_VARIANTS
+from campaigns.vocabulary import DELIVERY_STATUS_VARIANTS, STATUS_LABELS
 
 # Query parameters that leave the row count to the counters: the filters by burst and
 # status, the page and the sort order.
@@ -60,6 +61,7 @@ class DeliveryAdmin(ModelAdmin):
         "sent_at",
         "created_at",
         "updated_at",
+        "attempt_history",
     )
     fields = readonly_fields
 
@@ -89,6 +91,18 @@ class DeliveryAdmin(ModelAdmin):
             other_filters=sorted(set(request.GET) - COUNTED_PARAMS),
         )
         return KnownCountPaginator(queryset, per_page, *args, known_count=known, **kwargs)
+
+    @display(description="Tries")
+    def attempt_history(self, delivery: Delivery) -> str:
+        return render_to_string(
+            "campaigns/admin/attempt_history.html",
+            {
+                "lines": [
+                    (line, STATUS_LABELS.get(line.outcome, line.outcome))
+                    for line in selectors.delivery_attempt_lines(delivery=delivery)
+                ]
+            },
+        )
 
     @display(description="Burst", ordering="burst")
     def burst_link(self, delivery: Delivery) -> str:

@@ -535,4 +535,6 @@ def attempt_lines(delivery: Delivery, attempts: Iterable[DeliveryAttempt]) -> li
 
 
 def delivery_attempt_lines(*, delivery: Delivery) -> list[AttemptLine]:
-    return attempt_lines(delivery, DeliveryAttempt.objects.filter(delivery_id=delivery.pk).order_by("attempted_at", "id"))
+    return attempt_lines(
+        delivery, DeliveryAttempt.objects.filter(delivery_id=delivery.pk).order_by("attempted_at", "id")
+    )

@@ -463,7 +463,9 @@ def burst_deliveries(*, burst_id: int, status: str = "", query: str = "") -> Que
 
 
 def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
-    """The member's latest deliveries, newest first, with their bursts' subject and status."""
+    """The member's latest deliveries, newest first, with their bursts' name, subject and
+    status, and each delivery's tries that did not end in "sent" (`attempt_log`, oldest
+    first): two queries however many deliveries and tries there are."""
     return list(
         Delivery.objects.filter(member_id=member_id)
         .select_related("burst")
@@ -474,12 +476,14 @@ def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
             "error_message",
             "attempts",
             "sent_at",
+            "next_attempt_at",
             "updated_at",
             "burst__id",
             "burst__name",
             "burst__subject",
             "burst__status",
         )
+        .prefetch_related("attempt_log")
         .order_by("-id")[:limit]
     )
 

@@ -60,4 +60,3 @@ def resubscribe(request: HttpRequest, member: Member) -> HttpResponse:
     # Checked here, not by the exempt view above: a wrong or missing token is Django's 403.
     members_resubscribe(members=Member.objects.filter(pk=member.pk))
     return page(request, "unsubscribe_resubscribed", {"member": member})
-

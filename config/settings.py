@@ -401,6 +401,61 @@ LOGGING = {
 
 from django.urls import reverse_lazy  # noqa: E402
 
+# Mailing first (room for lists and segments); Django's groups and the API's sign-in
+# tokens are accounts, not mailing: a section of their own, for superusers only.
+_MAILING_NAVIGATION = {
+    "title": "Mailing",
+    "items": [
+        {"title": "Dashboard", "icon": "dashboard", "link": reverse_lazy("admin:index")},
+        {
+            "title": "Email bursts",
+            "icon": "campaign",
+            "link": reverse_lazy("admin:campaigns_emailburst_changelist"),
+            "permission": lambda request: request.user.has_perm("campaigns.view_emailburst"),
+        },
+        {
+            "title": "Deliveries",
+            "icon": "outgoing_mail",
+            "link": reverse_lazy("admin:campaigns_delivery_changelist"),
+            "permission": lambda request: request.user.has_perm("campaigns.view_delivery"),
+        },
+        {
+            "title": "Members",
+            "icon": "group",
+            "link": reverse_lazy("admin:members_member_changelist"),
+            "permission": lambda request: request.user.has_perm("members.view_member"),
+        },
+    ],
+}
+_ADMINISTRATION_NAVIGATION = {
+    "title": "Administration",
+    "separator": True,
+    "items": [
+        {
+            "title": "Permission groups",
+            "icon": "shield_person",
+            "link": reverse_lazy("admin:auth_group_changelist"),
+        },
+        {
+            "title": "API sign-in tokens",
+            "icon": "key",
+            "link": reverse_lazy("admin:token_blacklist_outstandingtoken_changelist"),
+        },
+        {
+            "title": "Revoked API tokens",
+            "icon": "key_off",
+            "link": reverse_lazy("admin:token_blacklist_blacklistedtoken_changelist"),
+        },
+    ],
+}
+
+
+def _sidebar_navigation(request) -> list[dict]:
+    if request.user.is_superuser:
+        return [_MAILING_NAVIGATION, _ADMINISTRATION_NAVIGATION]
+    return [_MAILING_NAVIGATION]
+
+
 UNFOLD = {
     "SITE_TITLE": "Emailer",
     "SITE_HEADER": "Emailer",
@@ -411,38 +466,9 @@ UNFOLD = {
     "DASHBOARD_CALLBACK": "campaigns.admin.dashboard.dashboard_callback",
     "SIDEBAR": {
         "show_search": True,
-        "show_all_applications": True,
-        "navigation": [
-            {
-                "title": "Emailer",
-                "items": [
-                    {"title": "Dashboard", "icon": "dashboard", "link": reverse_lazy("admin:index")},
-                    {
-                        "title": "Email bursts",
-                        "icon": "campaign",
-                        "link": reverse_lazy("admin:campaigns_emailburst_changelist"),
-                        "permission": lambda request: request.user.has_perm("campaigns.view_emailburst"),
-                    },
-                    {
-                        "title": "Deliveries",
-                        "icon": "outgoing_mail",
-                        "link": reverse_lazy("admin:campaigns_delivery_changelist"),
-                        "permission": lambda request: request.user.has_perm("campaigns.view_delivery"),
-                    },
-                    {
-                        "title": "Members",
-                        "icon": "group",
-                        "link": reverse_lazy("admin:members_member_changelist"),
-                        "permission": lambda request: request.user.has_perm("members.view_member"),
-                    },
-                    {
-                        "title": "Groups",
-                        "icon": "shield_person",
-                        "link": reverse_lazy("admin:auth_group_changelist"),
-                        "permission": lambda request: request.user.has_perm("auth.view_group"),
-                    },
-                ],
-            },
-        ],
+        # Every page is in the navigation below: the full application list would show
+        # Django's groups and the API's token tables to everyone as if they were mailing features.
+        "show_all_applications": False,
+        "navigation": _sidebar_navigation,
     },
 }

@@ -1,5 +1,11 @@
 """Members in the admin: search, filters, badges, CSV/XLSX import and export,
-bulk subscription actions, and each member's delivery timeline.
+bulk subscription actions, and each member's page.
+
+A member's page is about the member: a "Profile" tab (names, address, verification and
+the subscription switch) and the delivery timeline under it, every try of each delivery
+included. Sign-in and rights are on a second tab: "Account" for superusers (password,
+active, staff, superuser, groups, permissions, dates), "Sign-in" for other staff, who
+are never shown rights fields.
 
 Rights (members.services): a non-superuser is never offered is_staff,
 is_superuser, groups or permissions, nor the password of a staff user or a
@@ -29,25 +35,61 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import BooleanRadioFilter
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
-from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.forms import AdminPasswordChangeForm, UserCreationForm
 
-from campaigns.selectors import member_deliveries
-from campaigns.vocabulary import DELIVERY_STATUS_VARIANTS
 from common.errors import Forbidden
 from members import services
 from members.admin.filters import JoinedDateRangeFilter, SubscribedFilter
+from members.admin.forms import MemberChangeForm
 from members.admin.importing import SkipInvalidRowsImportMixin
+from members.admin.timeline import timeline_context
 from members.models import Member
 from members.resources import MemberResource
 
-TIMELINE_LENGTH = 50
 # Locked fields a non-superuser is not even shown; the other locked ones are read-only.
 NOT_OFFERED = frozenset({"password", *services.RIGHTS_FIELDS})
+
+Fields = tuple[str | tuple[str, ...], ...]
+PROFILE_FIELDS: Fields = (
+    "username",
+    "email",
+    ("first_name", "middle_name", "last_name"),
+    "birth_date",
+    "is_verified",
+    "subscribed",
+)
+# What a superuser sees on the second tab.
+ACCOUNT_FIELDS: Fields = (
+    "password",
+    "is_active",
+    ("is_staff", "is_superuser"),
+    "groups",
+    "user_permissions",
+    ("last_login", "date_joined"),
+)
+# What other staff see there: the sign-in fields the rights rules let them see.
+SIGN_IN_FIELDS: Fields = ("password", "is_active", ("last_login", "date_joined"))
+
+
+def tab(title: str, fields: Fields) -> tuple[str, dict[str, Any]]:
+    return (title, {"classes": ["tab"], "fields": fields})
+
+
+def without(fields: Fields, hidden: frozenset[str]) -> Fields:
+    """``fields`` less the ``hidden`` ones, rows (tuples) included; emptied rows dropped."""
+    kept: list[str | tuple[str, ...]] = []
+    for item in fields:
+        if isinstance(item, str):
+            if item not in hidden:
+                kept.append(item)
+        elif row := tuple(name for name in item if name not in hidden):
+            kept.append(row)
+    return tuple(kept)
 
 
 @admin.register(Member)
 class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportExportModelAdmin):
-    form = UserChangeForm
+    form = MemberChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
     resource_classes = [MemberResource]
@@ -81,13 +123,8 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
     actions = ["mark_verified", "unsubscribe", "resubscribe"]
     change_form_outer_before_template = "members/admin/delivery_summary.html"
     change_form_outer_after_template = "members/admin/delivery_timeline.html"
-    fieldsets = (
-        (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "middle_name", "last_name", "email", "birth_date")}),
-        ("Status", {"fields": ("is_active", "is_verified", "unsubscribed_at")}),
-        ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
-        ("Important dates", {"fields": ("last_login", "date_joined")}),
-    )
+    # A superuser's view; get_fieldsets gives other staff theirs.
+    fieldsets = (tab("Profile", PROFILE_FIELDS), tab("Account", ACCOUNT_FIELDS))
     # Records, not input: set by logins, sign-up and the subscription actions (and an
     # edited date could be one the database cannot hold in another time zone).
     readonly_fields = ("last_login", "date_joined", "unsubscribed_at")
@@ -170,15 +207,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
             member_id = int(object_id)
         except (TypeError, ValueError):
             return {}
-        # One more than shown tells whether there are more.
-        deliveries = member_deliveries(member_id=member_id, limit=TIMELINE_LENGTH + 1)
-        return {
-            "timeline": deliveries[:TIMELINE_LENGTH],
-            "timeline_more": len(deliveries) > TIMELINE_LENGTH,
-            "timeline_variants": DELIVERY_STATUS_VARIANTS,
-            "timeline_all_url": reverse("admin:campaigns_delivery_changelist")
-            + f"?member__id__exact={member_id}",
-        }
+        return timeline_context(member_id)
 
     # --- rights -----------------------------------------------------------------------------
 
@@ -186,16 +215,16 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         return services.member_locked_fields(actor=request.user, member=obj)  # type: ignore[arg-type]
 
     def get_fieldsets(self, request: HttpRequest, obj: Member | None = None) -> Any:
-        fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
-            return fieldsets  # the add form: username, email, password; never rights
+            return super().get_fieldsets(request, obj)  # the add form: username, email, password
+        second = ("Account", ACCOUNT_FIELDS) if request.user.is_superuser else ("Sign-in", SIGN_IN_FIELDS)
+        # The rights rules decide again: a locked field not offered is left out wherever it is.
         hidden = self.locked_fields(request, obj) & NOT_OFFERED
-        kept = []
-        for name, options in fieldsets:
-            names = tuple(f for f in options["fields"] if f not in hidden)
-            if names:
-                kept.append((name, {**options, "fields": names}))
-        return tuple(kept)
+        return tuple(
+            tab(title, kept)
+            for title, fields in (("Profile", PROFILE_FIELDS), second)
+            if (kept := without(fields, hidden))
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Member | None = None) -> Any:
         readonly = tuple(super().get_readonly_fields(request, obj))
@@ -226,7 +255,19 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
             # is not undone.
             for name in self.locked_fields(request, stored) - {"groups", "user_permissions"}:
                 setattr(obj, name, getattr(stored, name))
+            # A record, moved only by the subscription services below (or the member's link
+            # meanwhile): never written back as this request first read it.
+            obj.unsubscribed_at = stored.unsubscribed_at
         super().save_model(request, obj, form, change)
+        if change and "subscribed" in form.changed_data:
+            self.save_subscription(obj, subscribed=form.cleaned_data["subscribed"])
+
+    def save_subscription(self, member: Member, *, subscribed: bool) -> None:
+        members = Member.objects.filter(pk=member.pk)
+        if subscribed:
+            services.members_resubscribe(members=members)
+        else:
+            services.members_unsubscribe(members=members)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         member = self.get_object(request, unquote(id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Prefetch
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
@@ -37,7 +38,7 @@ from common.api import (
     staff_auth,
 )
 from common.errors import Forbidden
-from members.models import Member
+from members.models import MailingList, Member, Segment
 
 
 class BurstChangeAuth(StaffAuth):
@@ -64,7 +65,21 @@ STATE_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
 
 
 def _bursts():
-    return selectors.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id"))
+    return selectors.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id")).prefetch_related(
+        *AUDIENCE_PREFETCH
+    )
+
+
+# The audience's ids, one query each for a whole page.
+AUDIENCE_PREFETCH = [
+    Prefetch(field, queryset=model.objects.only("pk").order_by("pk"))
+    for field, model in (
+        ("lists", MailingList),
+        ("segments", Segment),
+        ("exclude_lists", MailingList),
+        ("exclude_segments", Segment),
+    )
+]
 
 
 def _burst(burst_id: int) -> EmailBurst:
@@ -80,10 +95,11 @@ def _fields(data: dict[str, Any]) -> dict[str, Any]:
     """API names to service names; choosing one audience clears the other."""
     if "recipients" in data:
         data["recipient_ids"] = data.pop("recipients")
-        if data["recipient_ids"]:
-            data.setdefault("all_members", False)
+    if any(data.get(f) for f in ("recipient_ids", "lists", "segments", "exclude_lists", "exclude_segments")):
+        data.setdefault("all_members", False)
     if data.get("all_members"):
-        data.setdefault("recipient_ids", [])
+        for field in ("recipient_ids", "lists", "segments", "exclude_lists", "exclude_segments"):
+            data.setdefault(field, [])
     return data
 
 

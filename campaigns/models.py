@@ -67,6 +67,12 @@ class EmailBurst(models.Model):
     all_members = models.BooleanField(
         default=False, help_text="Send to every active, subscribed member at send time."
     )
+    # The audience, besides `recipients`: members of these lists and segments, minus
+    # those of the excluded ones (resolved in the database at send time).
+    lists = models.ManyToManyField("members.MailingList", related_name="bursts", blank=True)
+    segments = models.ManyToManyField("members.Segment", related_name="bursts", blank=True)
+    exclude_lists = models.ManyToManyField("members.MailingList", related_name="excluding_bursts", blank=True)
+    exclude_segments = models.ManyToManyField("members.Segment", related_name="excluding_bursts", blank=True)
     status = models.CharField(max_length=16, choices=BurstStatus.choices, default=BurstStatus.DRAFT)
     pause_reason = models.TextField(blank=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)

@@ -18,6 +18,11 @@ FromName = Annotated[Line, StringConstraints(max_length=100)]
 SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
 
 
+def _ids(burst, field: str) -> list[int]:
+    """An audience field's ids (from the page's prefetch when there is one)."""
+    return sorted(item.pk for item in getattr(burst, field).all())
+
+
 class BurstOut(Schema):
     id: int
     name: str = Field(
@@ -35,19 +40,44 @@ class BurstOut(Schema):
         description="Deliveries once the burst has started; before that, the members it would mail now."
     )
     all_members: bool
+    lists: list[int] = Field(description="Mailing list ids whose members it mails.")
+    segments: list[int] = Field(description="Segment ids whose members it mails.")
+    exclude_lists: list[int] = Field(description="Mailing list ids whose members it leaves out.")
+    exclude_segments: list[int] = Field(description="Segment ids whose members it leaves out.")
     scheduled_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
+
+    @staticmethod
+    def resolve_lists(burst) -> list[int]:
+        return _ids(burst, "lists")
+
+    @staticmethod
+    def resolve_segments(burst) -> list[int]:
+        return _ids(burst, "segments")
+
+    @staticmethod
+    def resolve_exclude_lists(burst) -> list[int]:
+        return _ids(burst, "exclude_lists")
+
+    @staticmethod
+    def resolve_exclude_segments(burst) -> list[int]:
+        return _ids(burst, "exclude_segments")
 
 
 class BurstPage(PageOut):
     items: list[BurstOut]
 
 
+AUDIENCE_FIELDS = ("recipients", "lists", "segments", "exclude_lists", "exclude_segments")
+
+
 def _one_audience(values):
-    if getattr(values, "all_members", None) and getattr(values, "recipients", None):
-        raise ValueError("give either recipients or all_members: true, not both")
+    if getattr(values, "all_members", None) and any(getattr(values, f, None) for f in AUDIENCE_FIELDS):
+        raise ValueError(
+            "give either all_members: true or recipients, lists and segments (with exclusions), not both"
+        )
     return values
 
 
@@ -63,6 +93,10 @@ class BurstIn(Schema):
     from_name: FromName = ""
     reply_to: EmailOrBlank = ""
     recipients: list[Id] = Field(default_factory=list, description="Member ids (not with all_members).")
+    lists: list[Id] = Field(default_factory=list, description="Mailing list ids (not with all_members).")
+    segments: list[Id] = Field(default_factory=list, description="Segment ids (not with all_members).")
+    exclude_lists: list[Id] = Field(default_factory=list, description="Mailing list ids to leave out.")
+    exclude_segments: list[Id] = Field(default_factory=list, description="Segment ids to leave out.")
     all_members: Bool = Field(False, description="Every active, subscribed member at send time.")
 
     @model_validator(mode="after")
@@ -81,6 +115,10 @@ class BurstPatch(Schema):
     from_name: FromName = None  # type: ignore[assignment]
     reply_to: EmailOrBlank = None  # type: ignore[assignment]
     recipients: list[Id] = None  # type: ignore[assignment]
+    lists: list[Id] = None  # type: ignore[assignment]
+    segments: list[Id] = None  # type: ignore[assignment]
+    exclude_lists: list[Id] = None  # type: ignore[assignment]
+    exclude_segments: list[Id] = None  # type: ignore[assignment]
     all_members: Bool = None  # type: ignore[assignment]
 
     @model_validator(mode="after")

@@ -50,7 +50,8 @@ from campaigns.models import (
 from campaigns.templating import TemplateProblem, compile_burst
 from campaigns.validation import burst_validate
 from common.errors import InvalidInput, NotFound
-from members.models import Member
+from members.models import ListMembership, Member
+from members.segments import rules_q
 
 # Recipients are read this many at a time (memory stays flat as a burst grows).
 RECIPIENT_BATCH = 2000
@@ -234,11 +235,77 @@ def deliveries_known_count(
 # --- recipients ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Who a burst addresses, as ids (read once: 4 small queries at most)."""
+
+    all_members: bool
+    lists: tuple[int, ...] = ()
+    segments: tuple[tuple[int, str, dict[str, Any]], ...] = ()  # (id, name, rules)
+    exclude_lists: tuple[int, ...] = ()
+    exclude_segments: tuple[tuple[int, str, dict[str, Any]], ...] = ()
+
+    @property
+    def is_plain(self) -> bool:
+        """Only chosen members (or everyone): no list or segment involved."""
+        return not (self.lists or self.segments or self.exclude_lists or self.exclude_segments)
+
+
+def burst_audience(burst: EmailBurst) -> Audience:
+    if burst.all_members or burst.pk is None:
+        return Audience(all_members=burst.all_members)
+    cached = getattr(burst, "_audience", None)
+    if cached is not None:
+        return cached
+    through = EmailBurst.lists.through, EmailBurst.exclude_lists.through
+    audience = Audience(
+        all_members=False,
+        lists=tuple(
+            through[0].objects.filter(emailburst_id=burst.pk).values_list("mailinglist_id", flat=True)
+        ),
+        segments=tuple(burst.segments.order_by("pk").values_list("pk", "name", "rules")),
+        exclude_lists=tuple(
+            through[1].objects.filter(emailburst_id=burst.pk).values_list("mailinglist_id", flat=True)
+        ),
+        exclude_segments=tuple(burst.exclude_segments.order_by("pk").values_list("pk", "name", "rules")),
+    )
+    burst._audience = audience
+    return audience
+
+
+def _chosen(burst_id: int) -> Exists:
+    through = EmailBurst.recipients.through
+    return Exists(through.objects.filter(emailburst_id=burst_id, member_id=OuterRef("pk")))
+
+
+def _on_lists(list_ids: Iterable[int]) -> Exists:
+    return Exists(ListMembership.objects.filter(mailing_list_id__in=list(list_ids), member_id=OuterRef("pk")))
+
+
+def audience_q(burst: EmailBurst, audience: Audience) -> Q:
+    """The burst's audience as one filter over members: the chosen members, the lists'
+    and the segments' members, minus the excluded lists' and segments'."""
+    include = Q(_chosen(burst.pk))
+    if audience.lists:
+        include |= Q(_on_lists(audience.lists))
+    for _pk, _name, rules in audience.segments:
+        include |= rules_q(rules)
+    if audience.exclude_lists:
+        include &= ~Q(_on_lists(audience.exclude_lists))
+    for _pk, _name, rules in audience.exclude_segments:
+        include &= ~rules_q(rules)
+    return include
+
+
 def burst_recipients(burst: EmailBurst) -> QuerySet[Member]:
-    """The members a burst mails: everyone active and subscribed, or those chosen."""
+    """The members a burst mails: everyone active and subscribed, or its audience
+    (chosen members, lists and segments minus the excluded ones), each once."""
     if burst.all_members:
         return Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
-    return Member.objects.filter(email_bursts=burst)
+    audience = burst_audience(burst)
+    if audience.is_plain:
+        return Member.objects.filter(email_bursts=burst)
+    return Member.objects.filter(audience_q(burst, audience))
 
 
 SKIP_UNSUBSCRIBED = "Skipped: the member unsubscribed"
@@ -512,6 +579,7 @@ def delivery_outcomes_by_day(*, first_day: date, days: int) -> dict[date, dict[s
     ).values_list("day", "status", "count"):
         counts.setdefault(day, {})[status] = n
     return counts
+
 
 # --- a delivery's tries -------------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from campaigns.models import (
 from campaigns.states import BurstAction, burst_action_target
 from campaigns.validation import burst_validate
 from common.errors import Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
-from members.models import Member
+from members.models import MailingList, Member, Segment
 
 # Bursts up to this many recipients get their deliveries created in the request;
 # larger ones in a task so that the caller returns at once.
@@ -145,8 +145,19 @@ def burst_create(
     all_members: bool = False,
     created_by: Member | None = None,
     name: str = "",
+    lists: Sequence[int] = (),
+    segments: Sequence[int] = (),
+    exclude_lists: Sequence[int] = (),
+    exclude_segments: Sequence[int] = (),
 ) -> EmailBurst:
     name = _name(name)
+    audience = _audience_check(
+        all_members=all_members,
+        lists=lists,
+        segments=segments,
+        exclude_lists=exclude_lists,
+        exclude_segments=exclude_segments,
+    )
     burst_validate(subject=subject, body=body, html_body=html_body, from_name=from_name)
     sender = _valid_address("sender", sender or settings.SENDER_EMAIL)
     if reply_to:
@@ -166,7 +177,39 @@ def burst_create(
         )
         if ids:
             burst.recipients.set(ids)
+        _audience_set(burst, audience)
     return burst
+
+
+AUDIENCE_FIELDS = ("lists", "segments", "exclude_lists", "exclude_segments")
+
+
+def _audience_check(*, all_members: bool, **ids: Sequence[int] | None) -> dict[str, list[int]]:
+    """The audience's list and segment ids, checked: they exist, and none goes with
+    all_members (every member already)."""
+    clean: dict[str, list[int]] = {}
+    for field, values in ids.items():
+        if values is None:
+            continue
+        model = MailingList if "list" in field else Segment
+        wanted = sorted(set(values))
+        found = set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        unknown = [i for i in wanted if i not in found]
+        if unknown:
+            what = "list" if model is MailingList else "segment"
+            raise InvalidInput(f"unknown {what} ids: {', '.join(map(str, unknown))}", field=field)
+        clean[field] = wanted
+    if all_members and any(clean.values()):
+        raise InvalidInput(
+            "all_members already mails every member: give no lists, segments or exclusions with it",
+            field="all_members",
+        )
+    return clean
+
+
+def _audience_set(burst: EmailBurst, audience: dict[str, list[int]]) -> None:
+    for field, ids in audience.items():
+        getattr(burst, field).set(ids)
 
 
 UPDATABLE = ("name", "subject", "body", "html_body", "sender", "from_name", "reply_to", "all_members")
@@ -203,7 +246,7 @@ def _changeable(burst_id: int, actor: Member | None, illegal: str) -> EmailBurst
 
 
 def burst_update(*, burst_id: int, actor: Member | None = None, **fields: Any) -> EmailBurst:
-    unknown = set(fields) - set(UPDATABLE) - {"recipient_ids"}
+    unknown = set(fields) - set(UPDATABLE) - {"recipient_ids", *AUDIENCE_FIELDS}
     if unknown:
         raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     with transaction.atomic():
@@ -221,10 +264,19 @@ def burst_update(*, burst_id: int, actor: Member | None = None, **fields: Any) -
         burst.sender = _valid_address("sender", burst.sender)
         if burst.reply_to:
             burst.reply_to = _valid_address("reply_to", burst.reply_to)
+        audience = _audience_check(
+            all_members=burst.all_members,
+            **{field: fields[field] if field in fields else _ids(burst, field) for field in AUDIENCE_FIELDS},
+        )
         burst.save()
         if "recipient_ids" in fields:
             burst.recipients.set(_check_recipient_ids(fields["recipient_ids"] or []))
+        _audience_set(burst, {field: audience[field] for field in AUDIENCE_FIELDS if field in fields})
     return burst
+
+
+def _ids(burst: EmailBurst, field: str) -> list[int]:
+    return list(getattr(burst, field).values_list("pk", flat=True))
 
 
 def burst_delete(*, burst_id: int, actor: Member | None = None) -> None:
@@ -249,6 +301,8 @@ def burst_duplicate(*, burst_id: int, created_by: Member | None = None) -> Email
             all_members=original.all_members,
             created_by=created_by or original.created_by,
         )
+        for field in AUDIENCE_FIELDS:
+            getattr(copy, field).set(_ids(original, field))
         through = EmailBurst.recipients.through
         through.objects.bulk_create(
             through(emailburst_id=copy.pk, member_id=m)

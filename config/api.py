@@ -32,7 +32,7 @@ from campaigns.api import router as campaigns_router
 from campaigns.engine import smtp_check
 from common.api import ErrorOut, body_size_check, error_status, responses, staff_auth
 from common.errors import ServiceError, Throttled
-from members.api import auth_router, members_router
+from members.api import audiences_router, auth_router, members_router
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +304,7 @@ def not_found(request: HttpRequest, rest: str):
 
 api.add_router("", auth_router)
 api.add_router("", members_router)
+api.add_router("", audiences_router)
 api.add_router("", campaigns_router)
 api.add_router("", system_router)
 api.add_router("", fallback_router)

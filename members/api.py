@@ -18,6 +18,7 @@ from common.api import (
     UNSTORABLE,
     UNSTORABLE_MESSAGE,
     ErrorOut,
+    PageQuery,
     ValidationErrorOut,
     client_ip,
     paginate,
@@ -26,13 +27,23 @@ from common.api import (
 )
 from common.errors import InvalidInput
 from members import selectors, services
-from members.models import Member
+from members.models import MailingList, Member, Segment
 from members.schemas import (
+    MailingListIn,
+    MailingListOut,
+    MailingListPage,
+    MailingListPatch,
+    MemberIdsIn,
     MemberIn,
     MemberOut,
     MemberPage,
     MemberPatch,
     MemberQuery,
+    MembershipChangeOut,
+    SegmentIn,
+    SegmentOut,
+    SegmentPage,
+    SegmentPatch,
     TokenPairOut,
     VerifiedOut,
 )
@@ -435,3 +446,240 @@ def non_staff_update(request: HttpRequest, id: int, payload: MemberPatch):
 )
 def non_staff_delete(request: HttpRequest, id: int):
     return _delete(request, id, is_staff=False)
+
+
+# --- mailing lists and segments ---------------------------------------------------------------------------
+
+audiences_router = Router(auth=staff_auth)
+AUDIENCE_LIST_DOC = (
+    "Staff only. By name, paginated with `limit` (at most 500) and `offset`, or by following `next`."
+)
+AUDIENCE_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
+
+
+def _mailing_list(list_id: int) -> MailingList:
+    return get_object_or_404(selectors.mailing_lists(), pk=list_id)
+
+
+def _segment(segment_id: int) -> Segment:
+    segment = get_object_or_404(selectors.segments(), pk=segment_id)
+    segment.member_count = selectors.segment_counts([segment])[segment.pk]
+    return segment
+
+
+@audiences_router.get(
+    "/lists/",
+    response=responses({200: MailingListPage}),
+    operation_id="lists_list",
+    summary="List mailing lists",
+    description=AUDIENCE_LIST_DOC,
+    tags=["lists"],
+)
+def lists_list(request: HttpRequest, query: Query[PageQuery]):
+    return paginate(selectors.mailing_lists(), query, request)
+
+
+@audiences_router.post(
+    "/lists/",
+    response=responses({201: MailingListOut}, s409=ErrorOut),
+    operation_id="lists_create",
+    summary="Create a mailing list",
+    description="Staff only. 409 when the name (case-insensitively) is taken.",
+    tags=["lists"],
+)
+def lists_create(request: HttpRequest, payload: MailingListIn):
+    return Status(201, services.mailing_list_create(**payload.model_dump()))
+
+
+@audiences_router.get(
+    "/lists/{int:id}/",
+    response=responses({200: MailingListOut}, errors=OBJECT_ERRORS),
+    operation_id="lists_get",
+    summary="Get a mailing list",
+    description="Staff only.",
+    tags=["lists"],
+)
+def lists_get(request: HttpRequest, id: int):
+    return _mailing_list(id)
+
+
+@audiences_router.put(
+    "/lists/{int:id}/",
+    response=responses({200: MailingListOut}, errors=AUDIENCE_ERRORS),
+    operation_id="lists_replace",
+    summary="Replace a mailing list",
+    description="Staff only. An omitted description becomes empty. 409 when the name is taken.",
+    tags=["lists"],
+)
+def lists_replace(request: HttpRequest, id: int, payload: MailingListIn):
+    _mailing_list(id)
+    return services.mailing_list_update(list_id=id, **payload.model_dump())
+
+
+@audiences_router.patch(
+    "/lists/{int:id}/",
+    response=responses({200: MailingListOut}, errors=AUDIENCE_ERRORS),
+    operation_id="lists_update",
+    summary="Update a mailing list",
+    description="Staff only. Changes only the fields sent. 409 when the name is taken.",
+    tags=["lists"],
+)
+def lists_update(request: HttpRequest, id: int, payload: MailingListPatch):
+    _mailing_list(id)
+    return services.mailing_list_update(list_id=id, **payload.model_dump(exclude_unset=True))
+
+
+@audiences_router.delete(
+    "/lists/{int:id}/",
+    response=responses({204: None}, errors=AUDIENCE_ERRORS),
+    operation_id="lists_delete",
+    summary="Delete a mailing list",
+    description="Staff only. The members stay; 409 while a scheduled, sending or paused burst addresses "
+    "or excludes the list.",
+    tags=["lists"],
+)
+def lists_delete(request: HttpRequest, id: int):
+    _mailing_list(id)
+    services.mailing_list_delete(list_id=id)
+    return Status(204, None)
+
+
+@audiences_router.get(
+    "/lists/{int:id}/members/",
+    response=responses({200: MemberPage}, errors=OBJECT_ERRORS),
+    operation_id="lists_members",
+    summary="List a mailing list's members",
+    description="Staff only. Ordered by id, paginated like the member list; `count` is the list's counter.",
+    tags=["lists"],
+)
+def lists_members(request: HttpRequest, id: int, query: Query[PageQuery]):
+    mailing_list = _mailing_list(id)
+    return paginate(selectors.list_members(list_id=id), query, request, count=mailing_list.member_count)
+
+
+def _membership_answer(list_id: int, changed: int) -> dict[str, int]:
+    return {"list_id": list_id, "changed": changed, "member_count": _mailing_list(list_id).member_count}
+
+
+@audiences_router.post(
+    "/lists/{int:id}/members/",
+    response=responses({200: MembershipChangeOut}, errors=OBJECT_ERRORS),
+    operation_id="lists_members_add",
+    summary="Add members to a mailing list",
+    description="Staff only. Idempotent: members already on the list stay. Unknown ids are a 422 listing them.",
+    tags=["lists"],
+)
+def lists_members_add(request: HttpRequest, id: int, payload: MemberIdsIn):
+    _mailing_list(id)
+    return _membership_answer(id, services.list_members_add(list_id=id, member_ids=payload.members))
+
+
+@audiences_router.post(
+    "/lists/{int:id}/members/remove/",
+    response=responses({200: MembershipChangeOut}, errors=OBJECT_ERRORS),
+    operation_id="lists_members_remove",
+    summary="Remove members from a mailing list",
+    description="Staff only. Members not on the list are ignored. Unknown ids are a 422 listing them.",
+    tags=["lists"],
+)
+def lists_members_remove(request: HttpRequest, id: int, payload: MemberIdsIn):
+    _mailing_list(id)
+    return _membership_answer(id, services.list_members_remove(list_id=id, member_ids=payload.members))
+
+
+@audiences_router.get(
+    "/segments/",
+    response=responses({200: SegmentPage}),
+    operation_id="segments_list",
+    summary="List segments",
+    description=AUDIENCE_LIST_DOC + " Each segment's `member_count` is counted now (one query for the page).",
+    tags=["segments"],
+)
+def segments_list(request: HttpRequest, query: Query[PageQuery]):
+    page = paginate(selectors.segments(), query, request)
+    counts = selectors.segment_counts(page["items"])
+    for segment in page["items"]:
+        segment.member_count = counts[segment.pk]
+    return page
+
+
+@audiences_router.post(
+    "/segments/",
+    response=responses({201: SegmentOut}, s409=ErrorOut),
+    operation_id="segments_create",
+    summary="Create a segment",
+    description="Staff only. A bad rule is a 422 naming the condition; 409 when the name is taken.",
+    tags=["segments"],
+)
+def segments_create(request: HttpRequest, payload: SegmentIn):
+    segment = services.segment_create(**payload.model_dump())
+    return Status(201, _segment(segment.pk))
+
+
+@audiences_router.get(
+    "/segments/{int:id}/",
+    response=responses({200: SegmentOut}, errors=OBJECT_ERRORS),
+    operation_id="segments_get",
+    summary="Get a segment",
+    description="Staff only.",
+    tags=["segments"],
+)
+def segments_get(request: HttpRequest, id: int):
+    return _segment(id)
+
+
+@audiences_router.put(
+    "/segments/{int:id}/",
+    response=responses({200: SegmentOut}, errors=AUDIENCE_ERRORS),
+    operation_id="segments_replace",
+    summary="Replace a segment",
+    description="Staff only. A bad rule is a 422 naming the condition; 409 when the name is taken.",
+    tags=["segments"],
+)
+def segments_replace(request: HttpRequest, id: int, payload: SegmentIn):
+    _segment(id)
+    services.segment_update(segment_id=id, **payload.model_dump())
+    return _segment(id)
+
+
+@audiences_router.patch(
+    "/segments/{int:id}/",
+    response=responses({200: SegmentOut}, errors=AUDIENCE_ERRORS),
+    operation_id="segments_update",
+    summary="Update a segment",
+    description="Staff only. Changes only the fields sent; a bad rule is a 422 naming the condition.",
+    tags=["segments"],
+)
+def segments_update(request: HttpRequest, id: int, payload: SegmentPatch):
+    _segment(id)
+    services.segment_update(segment_id=id, **payload.model_dump(exclude_unset=True))
+    return _segment(id)
+
+
+@audiences_router.delete(
+    "/segments/{int:id}/",
+    response=responses({204: None}, errors=AUDIENCE_ERRORS),
+    operation_id="segments_delete",
+    summary="Delete a segment",
+    description="Staff only. 409 while a scheduled, sending or paused burst addresses or excludes it.",
+    tags=["segments"],
+)
+def segments_delete(request: HttpRequest, id: int):
+    _segment(id)
+    services.segment_delete(segment_id=id)
+    return Status(204, None)
+
+
+@audiences_router.get(
+    "/segments/{int:id}/members/",
+    response=responses({200: MemberPage}, errors=OBJECT_ERRORS),
+    operation_id="segments_members",
+    summary="List a segment's members",
+    description="Staff only. The members its rules select now, by id, paginated, with `count`.",
+    tags=["segments"],
+)
+def segments_members(request: HttpRequest, id: int, query: Query[PageQuery]):
+    segment = _segment(id)
+    return paginate(
+        selectors.segment_members(rules=segment.rules), query, request, count=segment.member_count
+    )

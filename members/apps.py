@@ -7,8 +7,8 @@ def _tally_triggers_ensure(sender, using: str = "default", **kwargs) -> None:
     member table on SQLite drops them), and the tally is what a recount says."""
     from django.db import connections
 
-    from members.services import member_tally_repair
-    from members.tally import triggers_install, triggers_present
+    from members.services import mailing_list_counts_repair, member_tally_repair
+    from members.tally import list_triggers_install, list_triggers_present, triggers_install, triggers_present
 
     connection = connections[using]
     tables = connection.introspection.table_names()
@@ -17,6 +17,9 @@ def _tally_triggers_ensure(sender, using: str = "default", **kwargs) -> None:
     if not triggers_present(connection):
         triggers_install(connection)
         member_tally_repair()
+    if "members_listmembership" in tables and not list_triggers_present(connection):
+        list_triggers_install(connection)
+        mailing_list_counts_repair()
 
 
 class MembersConfig(AppConfig):

@@ -78,3 +78,61 @@ class MemberTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.n} members"
+
+
+class MailingList(models.Model):
+    """A named audience staff keep by hand ("the board", "volunteers")."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(
+        Member, through="ListMembership", related_name="mailing_lists", blank=True
+    )
+    # Kept by database triggers on the membership table (members.tally), like the
+    # member tally: every way of adding or removing a membership is counted.
+    member_count = models.IntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = "mailing list"
+        verbose_name_plural = "mailing lists"
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ListMembership(models.Model):
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="list_memberships")
+    mailing_list = models.ForeignKey(
+        MailingList, on_delete=models.CASCADE, related_name="memberships", db_column="list_id"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "list membership"
+        constraints = [
+            models.UniqueConstraint(fields=["mailing_list", "member"], name="list_membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} on {self.mailing_list_id}"
+
+
+class Segment(models.Model):
+    """An audience described by rules, evaluated in the database when used
+    (`members.segments`): `{"match": "all" | "any", "conditions": [...]}`."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    rules = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "segment"
+        verbose_name_plural = "segments"
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name

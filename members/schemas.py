@@ -4,10 +4,25 @@ and page schemas are in common.api."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Any
 
 from ninja import Field, Schema
+from pydantic import StringConstraints
 
-from common.api import Bool, Email, JsonDate, Name, PageOut, PageQuery, Password, SearchText, Username
+from common.api import (
+    Bool,
+    Email,
+    Id,
+    JsonDate,
+    Line,
+    Name,
+    PageOut,
+    PageQuery,
+    Password,
+    SearchText,
+    Text,
+    Username,
+)
 
 # --- members ------------------------------------------------------------------------
 
@@ -97,3 +112,76 @@ class TokenPairOut(Schema):
 
 class VerifiedOut(Schema):
     pass
+
+
+# --- mailing lists and segments ------------------------------------------------------------------
+
+ListName = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+RULES_DOC = (
+    '`{"match": "all" | "any", "conditions": [{"field", "op", "value"}, ...]}`. Fields and ops: '
+    "`is_verified`, `is_staff`: `is` true/false; `date_joined`, `birth_date`: `before`, `after` "
+    "`YYYY-MM-DD`; `birth_month`: `is` 1-12; `email`, `first_name`, `last_name`: `equals`, "
+    "`contains`, `endswith` text, `empty`, `not_empty` (no value); `list`: `in`, `not_in` a list id; "
+    "`received`: `yes`, `no` a burst id (had a `sent` delivery of it). A bad condition is a 422 "
+    "naming it."
+)
+
+
+class MailingListOut(Schema):
+    id: int
+    name: str
+    description: str
+    member_count: int
+    created_at: datetime
+
+
+class MailingListPage(PageOut):
+    items: list[MailingListOut]
+
+
+class MailingListIn(Schema):
+    name: ListName = Field(description="Unique (case-insensitively), at most 200 characters.")
+    description: Text = ""
+
+
+class MailingListPatch(Schema):
+    name: ListName = None  # type: ignore[assignment]
+    description: Text = None  # type: ignore[assignment]
+
+
+class MemberIdsIn(Schema):
+    members: list[Id] = Field(
+        description="Member ids; unknown ids are a 422 that lists them.", max_length=10_000
+    )
+
+
+class MembershipChangeOut(Schema):
+    list_id: int
+    changed: int = Field(description="Members added (or removed) by this request.")
+    member_count: int
+
+
+class SegmentOut(Schema):
+    id: int
+    name: str
+    description: str
+    rules: dict[str, Any] = Field(description=RULES_DOC)
+    member_count: int = Field(description="Members the rules select now.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentPage(PageOut):
+    items: list[SegmentOut]
+
+
+class SegmentIn(Schema):
+    name: ListName = Field(description="Unique (case-insensitively), at most 200 characters.")
+    description: Text = ""
+    rules: dict[str, Any] = Field(description=RULES_DOC, examples=[{"match": "all", "conditions": []}])
+
+
+class SegmentPatch(Schema):
+    name: ListName = None  # type: ignore[assignment]
+    description: Text = None  # type: ignore[assignment]
+    rules: dict[str, Any] = Field(None, description=RULES_DOC)  # type: ignore[assignment]

@@ -19,7 +19,7 @@ from django.contrib.auth import password_validation
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from ninja_jwt.exceptions import InvalidToken, TokenError
 from ninja_jwt.settings import api_settings
@@ -29,7 +29,8 @@ from ninja_jwt.utils import datetime_from_epoch
 
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled
 from members import selectors
-from members.models import Member, MemberTally
+from members.models import ListMembership, MailingList, Member, MemberTally, Segment
+from members.segments import rules_clean
 
 # Fields a caller may set, and what a full replacement (PUT) resets them to.
 MEMBER_DEFAULTS: dict[str, Any] = {
@@ -337,3 +338,167 @@ def _tally_kept() -> dict[tuple[bool, bool, bool, bool], int]:
     return {
         (t.is_staff, t.is_active, t.subscribed, t.is_verified): t.n for t in MemberTally.objects.all() if t.n
     }
+
+
+# --- mailing lists and segments -------------------------------------------------------------------------
+
+AUDIENCE_NAME_MAX = 200
+BUSY_BURST_STATUSES = ("scheduled", "sending", "paused")
+
+
+def _audience_name(
+    model: type[MailingList] | type[Segment], name: str, *, exclude_pk: int | None = None
+) -> str:
+    """A list's or segment's name: one line, 1-200 characters, not taken (any case)."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise InvalidInput("name is required", field="name")
+    if len(name) > AUDIENCE_NAME_MAX:
+        raise InvalidInput(f"name must be at most {AUDIENCE_NAME_MAX} characters", field="name")
+    taken = model.objects.filter(name__iexact=name).exclude(pk=exclude_pk)
+    if taken.exists():
+        raise Conflict(f"a {model._meta.verbose_name} named “{name}” already exists", field="name")
+    return name
+
+
+def _in_use_check(what: str, bursts: QuerySet) -> None:
+    """Refuse to delete a list or segment a burst still to be sent addresses."""
+    busy = list(bursts.filter(status__in=BUSY_BURST_STATUSES).order_by("pk")[:3])
+    if busy:
+        names = ", ".join(f"“{b}” ({b.status})" for b in busy)
+        raise Conflict(f"this {what} is the audience of a burst that is not finished: {names}")
+
+
+def mailing_list_create(*, name: str, description: str = "") -> MailingList:
+    try:
+        return MailingList.objects.create(
+            name=_audience_name(MailingList, name), description=description or ""
+        )
+    except IntegrityError:  # taken between the check and the insert
+        raise Conflict(f"a mailing list named “{name}” already exists", field="name") from None
+
+
+def mailing_list_update(*, list_id: int, **fields: Any) -> MailingList:
+    unknown = set(fields) - {"name", "description"}
+    if unknown:
+        raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    mailing_list = _get(MailingList, list_id)
+    if fields.get("name") is not None:
+        mailing_list.name = _audience_name(MailingList, fields["name"], exclude_pk=list_id)
+    if fields.get("description") is not None:
+        mailing_list.description = fields["description"]
+    mailing_list.save(update_fields=["name", "description"])
+    return mailing_list
+
+
+def mailing_list_delete(*, list_id: int) -> None:
+    mailing_list = _get(MailingList, list_id)
+    from campaigns.models import EmailBurst
+
+    _in_use_check(
+        "list", EmailBurst.objects.filter(Q(lists=mailing_list) | Q(exclude_lists=mailing_list)).distinct()
+    )
+    mailing_list.delete()
+
+
+def _get(model: type, pk: int):
+    try:
+        return model.objects.get(pk=pk)
+    except model.DoesNotExist:
+        raise NotFound(f"{model._meta.verbose_name} {pk} does not exist") from None
+
+
+def _member_ids_check(ids: Iterable[int]) -> list[int]:
+    wanted = sorted(set(ids))
+    found = set(Member.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    unknown = [i for i in wanted if i not in found]
+    if unknown:
+        raise InvalidInput(f"unknown member ids: {', '.join(map(str, unknown[:50]))}", field="members")
+    return wanted
+
+
+def list_members_add(
+    *, list_id: int, members: QuerySet[Member] | None = None, member_ids: Iterable[int] = ()
+) -> int:
+    """Put members on the list (those already on it stay as they are): the chosen ids,
+    or every member of a queryset, in one `INSERT … SELECT`. Returns how many were added."""
+    mailing_list = _get(MailingList, list_id)
+    if members is None:
+        members = Member.objects.filter(pk__in=_member_ids_check(member_ids))
+    select, params = members.order_by().annotate(mid=F("pk")).values_list("mid").query.sql_with_params()
+    table = connection.ops.quote_name(ListMembership._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (member_id, list_id, added_at) "
+            f"SELECT m.mid, %s, %s FROM ({select}) AS m WHERE true "
+            "ON CONFLICT (list_id, member_id) DO NOTHING",
+            [mailing_list.pk, timezone.now(), *params],
+        )
+        return max(cursor.rowcount, 0)
+
+
+def list_members_remove(
+    *, list_id: int, members: QuerySet[Member] | None = None, member_ids: Iterable[int] = ()
+) -> int:
+    """Take members off the list; returns how many were on it."""
+    mailing_list = _get(MailingList, list_id)
+    memberships = ListMembership.objects.filter(mailing_list=mailing_list)
+    if members is None:
+        memberships = memberships.filter(member_id__in=_member_ids_check(member_ids))
+    else:
+        memberships = memberships.filter(member_id__in=members.order_by().values("pk"))
+    removed, _ = memberships.delete()
+    return removed
+
+
+def member_list_leave(*, member_id: int, list_id: int) -> bool:
+    """A member leaves one list (the preference page); True when they were on it."""
+    removed, _ = ListMembership.objects.filter(member_id=member_id, mailing_list_id=list_id).delete()
+    return bool(removed)
+
+
+def mailing_list_counts_repair() -> list[str]:
+    """Recount every list's members (the triggers keep the counts); says what changed."""
+    changed = []
+    actual = selectors.mailing_list_member_recount()
+    for mailing_list in MailingList.objects.all():
+        n = actual.get(mailing_list.pk, 0)
+        if mailing_list.member_count != n:
+            changed.append(f"{mailing_list.name}: {mailing_list.member_count} -> {n}")
+            MailingList.objects.filter(pk=mailing_list.pk).update(member_count=n)
+    return changed
+
+
+def segment_create(*, name: str, rules: Any, description: str = "") -> Segment:
+    clean = rules_clean(rules)
+    try:
+        return Segment.objects.create(
+            name=_audience_name(Segment, name), description=description or "", rules=clean
+        )
+    except IntegrityError:
+        raise Conflict(f"a segment named “{name}” already exists", field="name") from None
+
+
+def segment_update(*, segment_id: int, **fields: Any) -> Segment:
+    unknown = set(fields) - {"name", "description", "rules"}
+    if unknown:
+        raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    segment = _get(Segment, segment_id)
+    if fields.get("name") is not None:
+        segment.name = _audience_name(Segment, fields["name"], exclude_pk=segment_id)
+    if fields.get("description") is not None:
+        segment.description = fields["description"]
+    if fields.get("rules") is not None:
+        segment.rules = rules_clean(fields["rules"])
+    segment.save()
+    return segment
+
+
+def segment_delete(*, segment_id: int) -> None:
+    segment = _get(Segment, segment_id)
+    from campaigns.models import EmailBurst
+
+    _in_use_check(
+        "segment", EmailBurst.objects.filter(Q(segments=segment) | Q(exclude_segments=segment)).distinct()
+    )
+    segment.delete()

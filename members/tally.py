@@ -109,3 +109,74 @@ def triggers_present(connection) -> bool:
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'members_member'"
             )
         return names <= {row[0] for row in cursor.fetchall()}
+
+
+# --- mailing lists' member counts ---------------------------------------------------------------
+# `MailingList.member_count` is kept by triggers on the membership table, the same way.
+
+LIST_POSTGRES = """
+CREATE OR REPLACE FUNCTION members_list_count_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE members_mailinglist l SET member_count = l.member_count + d.n
+        FROM (SELECT list_id, count(*) AS n FROM new_rows GROUP BY list_id) d WHERE l.id = d.list_id;
+    ELSE
+        UPDATE members_mailinglist l SET member_count = l.member_count - d.n
+        FROM (SELECT list_id, count(*) AS n FROM old_rows GROUP BY list_id) d WHERE l.id = d.list_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER members_list_count_insert AFTER INSERT ON members_listmembership
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION members_list_count_apply();
+CREATE TRIGGER members_list_count_delete AFTER DELETE ON members_listmembership
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION members_list_count_apply();
+"""
+LIST_POSTGRES_DROP = """
+DROP TRIGGER IF EXISTS members_list_count_insert ON members_listmembership;
+DROP TRIGGER IF EXISTS members_list_count_delete ON members_listmembership;
+DROP FUNCTION IF EXISTS members_list_count_apply();
+"""
+LIST_SQLITE = [
+    "CREATE TRIGGER members_list_count_insert AFTER INSERT ON members_listmembership BEGIN "
+    "UPDATE members_mailinglist SET member_count = member_count + 1 WHERE id = NEW.list_id; END;",
+    "CREATE TRIGGER members_list_count_delete AFTER DELETE ON members_listmembership BEGIN "
+    "UPDATE members_mailinglist SET member_count = member_count - 1 WHERE id = OLD.list_id; END;",
+]
+LIST_SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS members_list_count_insert;",
+    "DROP TRIGGER IF EXISTS members_list_count_delete;",
+]
+LIST_TRIGGERS = {"members_list_count_insert", "members_list_count_delete"}
+
+
+def list_triggers_install(connection) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(LIST_POSTGRES_DROP)
+            cursor.execute(LIST_POSTGRES)
+        else:
+            for statement in LIST_SQLITE_DROP + LIST_SQLITE:
+                cursor.execute(statement)
+
+
+def list_triggers_remove(connection) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(LIST_POSTGRES_DROP)
+        else:
+            for statement in LIST_SQLITE_DROP:
+                cursor.execute(statement)
+
+
+def list_triggers_present(connection) -> bool:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'members_listmembership'::regclass "
+                "AND NOT tgisinternal"
+            )
+        else:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'members_listmembership'"
+            )
+        return LIST_TRIGGERS <= {row[0] for row in cursor.fetchall()}

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.django_db
 FIELDS = {
     "id",
     "name",
+    "lists",
+    "segments",
+    "exclude_lists",
+    "exclude_segments",
     "subject",
     "body",
     "html_body",

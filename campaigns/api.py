@@ -83,7 +83,9 @@ AUDIENCE_PREFETCH = [
 
 
 def _burst(burst_id: int) -> EmailBurst:
-    return get_object_or_404(_bursts(), pk=burst_id)
+    burst = get_object_or_404(_bursts(), pk=burst_id)
+    selectors.recipient_counts_fill([burst])
+    return burst
 
 
 def _exists(burst_id: int) -> EmailBurst:
@@ -112,7 +114,9 @@ def _fields(data: dict[str, Any]) -> dict[str, Any]:
 def list_bursts(request: HttpRequest, page: Query[PageQuery]):
     """Staff only. Newest first, paginated with `limit` (at most 500) and `offset`, or by
     following `next` (a cursor link)."""
-    return paginate(_bursts(), page, request)
+    answer = paginate(_bursts(), page, request)
+    selectors.recipient_counts_fill(answer["items"])
+    return answer
 
 
 @router.post(

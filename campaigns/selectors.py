@@ -50,7 +50,7 @@ from campaigns.models import (
 from campaigns.templating import TemplateProblem, compile_burst
 from campaigns.validation import burst_validate
 from common.errors import InvalidInput, NotFound
-from members.models import ListMembership, Member
+from members.models import ListMembership, Member, MemberTally
 from members.segments import rules_q
 
 # Recipients are read this many at a time (memory stays flat as a burst grows).
@@ -123,11 +123,12 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
         .annotate(c=Count("*"))
         .values("c")
     )
+    # Everyone active and subscribed: the member tally the database keeps, not a count.
     everyone = (
-        Member.objects.filter(is_active=True, unsubscribed_at__isnull=True)
+        MemberTally.objects.filter(is_active=True, subscribed=True)
         .order_by()
         .values("is_active")
-        .annotate(c=Count("*"))
+        .annotate(c=Sum("n"))
         .values("c")
     )
     would_mail = Case(
@@ -146,8 +147,28 @@ def bursts_with_counts(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
             ),
             default=delivered,
             output_field=IntegerField(),
-        )
+        ),
+        # Lists or segments to resolve: `recipient_counts_fill` counts those bursts.
+        has_audience=reduce(
+            operator.or_,
+            (
+                Exists(getattr(EmailBurst, field).through.objects.filter(emailburst_id=OuterRef("pk")))
+                for field in ("lists", "segments")
+            ),
+        ),
     )
+
+
+def recipient_counts_fill(bursts: Iterable[EmailBurst]) -> None:
+    """Set `recipient_count` of the not yet started bursts (of a page read through
+    `bursts_with_counts`) that address lists or segments: one count each, by the
+    database (the audience cannot be counted inside the page's query)."""
+    for burst in bursts:
+        if getattr(burst, "has_audience", False) and burst.status in (
+            BurstStatus.DRAFT,
+            BurstStatus.SCHEDULED,
+        ):
+            burst.recipient_count = burst_skip_counts(burst=burst).get("", 0)
 
 
 def _counters_sum(statuses: Iterable[str]) -> Combinable:

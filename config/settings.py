@@ -437,12 +437,12 @@ _ADMINISTRATION_NAVIGATION = {
             "link": reverse_lazy("admin:auth_group_changelist"),
         },
         {
-            "title": "API sign-in tokens",
+            "title": "Outstanding API tokens",
             "icon": "key",
             "link": reverse_lazy("admin:token_blacklist_outstandingtoken_changelist"),
         },
         {
-            "title": "Revoked API tokens",
+            "title": "Blacklisted API tokens",
             "icon": "key_off",
             "link": reverse_lazy("admin:token_blacklist_blacklistedtoken_changelist"),
         },

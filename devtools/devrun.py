@@ -16,8 +16,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10
 
+RUN_ADDR = os.environ.get("RUN_ADDR", "127.0.0.1:8000")
 PROCESSES = {
-    "web": ["manage.py", "runserver", os.environ.get("RUN_ADDR", "127.0.0.1:8000"), "--noreload"],
+    "web": ["manage.py", "runserver", RUN_ADDR, "--noreload"],
     "worker": ["manage.py", "run_huey"],
     "smtp": ["manage.py", "smtp_sink", "--port", os.environ.get("SINK_PORT", "1025")],
 }
@@ -58,8 +59,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     children = start_all()
     print(
-        "[devrun] Emailer is up: http://127.0.0.1:8000/admin/ (API docs: /api/docs). "
-        "Ctrl-C stops everything.",
+        f"[devrun] Emailer is up: http://{RUN_ADDR}/admin/ (API docs: /api/docs). Ctrl-C stops everything.",
         flush=True,
     )
     exit_code = 0

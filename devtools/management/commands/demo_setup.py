@@ -1,3 +1,4 @@
+import os
 import secrets
 
 from django.core.management import call_command
@@ -7,6 +8,8 @@ from campaigns.models import EmailBurst
 from members.models import Member
 
 DEMO_USERNAME = "admin"
+# `make run` runs with DEBUG=1; other commands need it too (README, "Set up").
+MANAGE = "DEBUG=1 .venv/bin/python manage.py"
 
 
 class Command(BaseCommand):
@@ -23,8 +26,7 @@ class Command(BaseCommand):
     def _ensure_superuser(self) -> None:
         if Member.objects.filter(is_superuser=True).exists():
             self.stdout.write(
-                "A superuser exists already. Forgot the password? "
-                f"python manage.py changepassword {DEMO_USERNAME}"
+                f"A superuser exists already. Forgot the password? {MANAGE} changepassword {DEMO_USERNAME}"
             )
             return
         password = secrets.token_urlsafe(12)
@@ -34,6 +36,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"{bar}\nDemo superuser created (shown only this once):\n"
                 f"  username: {DEMO_USERNAME}\n  password: {password}\n"
-                f"  log in at http://127.0.0.1:8000/admin/\n{bar}"
+                f"  log in at http://{os.environ.get('RUN_ADDR', '127.0.0.1:8000')}/admin/\n"
+                f"Other management commands: {MANAGE} <command>\n{bar}"
             )
         )

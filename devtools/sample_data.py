@@ -19,7 +19,8 @@ from django.db.models import F, Q, QuerySet
 
 from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from members.models import Member
+from members import services as member_services
+from members.models import ListMembership, MailingList, Member, Segment
 
 SEED = 20240514
 MIN_MEMBERS = 200
@@ -213,11 +214,44 @@ class Outcome:
     updated_at: datetime.datetime
 
 
+# A few lists and segments, so that audiences can be tried (`create_sample_data`).
+SAMPLE_LISTS = (
+    ("Board", "The elected board: chair, treasurer, secretary.", 7),
+    ("Volunteers", "Members who help at events.", 40),
+    ("Newsletter readers", "Members who asked for the monthly newsletter.", 150),
+)
+SAMPLE_SEGMENTS = (
+    (
+        "Verified members",
+        "Members who confirmed their address.",
+        {"match": "all", "conditions": [{"field": "is_verified", "op": "is", "value": True}]},
+    ),
+    (
+        "Birthdays this month",
+        "For a birthday greeting.",
+        {"match": "all", "conditions": [{"field": "birth_month", "op": "is", "value": None}]},
+    ),
+    (
+        "Volunteers without a first name",
+        "Whose records need completing.",
+        {
+            "match": "all",
+            "conditions": [
+                {"field": "list", "op": "in", "value": "Volunteers"},
+                {"field": "first_name", "op": "empty"},
+            ],
+        },
+    ),
+)
+
+
 @dataclass
 class Summary:
     members: int = 0
     bursts: int = 0
     deliveries: int = 0
+    lists: int = 0
+    segments: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -232,8 +266,20 @@ def sample_bursts() -> QuerySet[EmailBurst]:
     return EmailBurst.objects.filter(subject__in=SAMPLE_SUBJECTS)
 
 
+def sample_lists() -> QuerySet[MailingList]:
+    return MailingList.objects.filter(name__in=[name for name, _d, _n in SAMPLE_LISTS])
+
+
+def sample_segments() -> QuerySet[Segment]:
+    return Segment.objects.filter(name__in=[name for name, _d, _r in SAMPLE_SEGMENTS])
+
+
 def delete_sample_data() -> None:
     sample_bursts().delete()
+    sample_segments().delete()
+    # A list of that name someone filled with their own members stays.
+    others = ListMembership.objects.exclude(member__in=sample_members())
+    sample_lists().exclude(memberships__in=others).delete()
     # Deleting members runs the pre_delete signal that blanks their addresses on
     # deliveries of bursts that are not sample ones.
     sample_members().delete()
@@ -250,14 +296,52 @@ def create_sample_data(count: int, rng: random.Random, now: datetime.datetime) -
     outcomes += create_paused_burst(members, author, rng, now)
     create_unsent_bursts(members, author, rng, now)
     save_outcomes(outcomes)
+    lists = create_lists(members, rng)
+    segments = create_segments(lists, now)
     # Written as history, not sent: the counters are what a recount of them says.
     services.bursts_recount()
     statuses = {status.value: 0 for status in DeliveryStatus}
     for outcome in outcomes:
         statuses[outcome.delivery.status] += 1
     return Summary(
-        members=len(members), bursts=sample_bursts().count(), deliveries=len(outcomes), statuses=statuses
+        members=len(members),
+        bursts=sample_bursts().count(),
+        deliveries=len(outcomes),
+        statuses=statuses,
+        lists=len(lists),
+        segments=len(segments),
     )
+
+
+def create_lists(members: list[Member], rng: random.Random) -> dict[str, MailingList]:
+    """The sample lists, each with a random choice of the sample members."""
+    lists = {}
+    for name, description, size in SAMPLE_LISTS:
+        mailing_list = MailingList.objects.filter(name__iexact=name).first()
+        if mailing_list is None:
+            mailing_list = member_services.mailing_list_create(name=name, description=description)
+        chosen = rng.sample(members, min(size, len(members)))
+        member_services.list_members_add(list_id=mailing_list.pk, member_ids=[m.pk for m in chosen])
+        lists[name] = mailing_list
+    return lists
+
+
+def create_segments(lists: dict[str, MailingList], now: datetime.datetime) -> list[Segment]:
+    segments = []
+    for name, description, rules in SAMPLE_SEGMENTS:
+        conditions = []
+        for condition in rules["conditions"]:
+            condition = dict(condition)
+            if condition["field"] == "list":
+                condition["value"] = lists[condition["value"]].pk
+            if condition["field"] == "birth_month":
+                condition["value"] = now.month
+            conditions.append(condition)
+        rules = {"match": rules["match"], "conditions": conditions}
+        if Segment.objects.filter(name__iexact=name).exists():
+            continue  # someone's own segment of that name
+        segments.append(member_services.segment_create(name=name, description=description, rules=rules))
+    return segments
 
 
 # --- members --------------------------------------------------------------------

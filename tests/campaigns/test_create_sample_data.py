@@ -210,3 +210,19 @@ def test_the_bursts_figures_and_the_dashboards_days_match_the_sample_deliveries(
     assert_counters_exact()
     sent = EmailBurst.objects.filter(status=BurstStatus.SENT).first()
     assert sent.counts[DeliveryStatus.SENT] > 0
+
+
+def test_it_adds_a_few_lists_and_segments_that_select_members(sample) -> None:
+    from members import selectors as member_selectors
+    from members.models import MailingList, Segment
+
+    assert "3 lists, 3 segments" in sample
+    lists = {m.name: m.member_count for m in MailingList.objects.all()}
+    assert lists == {"Board": 7, "Volunteers": 40, "Newsletter readers": 150}
+    verified = Segment.objects.get(name="Verified members")
+    assert member_selectors.segment_members(rules=verified.rules).count() == Member.objects.filter(
+        is_verified=True
+    ).count()
+    create_sample_data("--force")
+    assert MailingList.objects.count() == 3
+    assert Segment.objects.count() == 3

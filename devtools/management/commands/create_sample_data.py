@@ -65,6 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"{verb}: {summary.members} members, {summary.bursts} bursts, "
+                f"{summary.lists} lists, {summary.segments} segments, "
                 f"{summary.deliveries} deliveries ({statuses})."
             )
         )

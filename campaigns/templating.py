@@ -45,17 +45,21 @@ The audit behind the whitelist (what each entry can cost):
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 
+import css_inline
+import html2text
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
-from django.template.base import Node, NodeList, TextNode, VariableNode
+from django.template.base import Lexer, Node, NodeList, TextNode, TokenType, VariableNode, tag_re
 from django.utils import lorem_ipsum
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -454,8 +458,10 @@ for _name in ALLOWED_FILTERS:
     register.filters[_name] = _guarded(_name, defaultfilters.register.filters[_name])
 
 
-def _engine(*, autoescape: bool) -> Engine:
-    engine = Engine(dirs=[], app_dirs=False, loaders=[], autoescape=autoescape, libraries={}, builtins=[])
+def _engine(*, autoescape: bool, debug: bool = False) -> Engine:
+    engine = Engine(
+        dirs=[], app_dirs=False, loaders=[], autoescape=autoescape, libraries={}, builtins=[], debug=debug
+    )
     # Replace Django's default builtins (which include every tag) with the whitelist.
     engine.template_builtins = [register]
     engine.template_libraries = {}
@@ -464,6 +470,8 @@ def _engine(*, autoescape: bool) -> Engine:
 
 TEXT_ENGINE = _engine(autoescape=False)
 HTML_ENGINE = _engine(autoescape=True)
+# The authoring checks compile with this one: its syntax errors carry the line.
+CHECK_ENGINE = _engine(autoescape=False, debug=True)
 
 
 class BoundedTemplate:
@@ -630,12 +638,227 @@ def compile_one(field: str, source: str, *, html: bool = False) -> BoundedTempla
         raise TemplateProblem(field, f"{field}: {detail}", detail=detail) from None
 
 
+# --- the source as Django's lexer splits it -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One piece of a template's source: text, or one `{{ }}`, `{% %}` or `{# #}` tag.
+
+    `verbatim`: text inside `{% verbatim %}` (rendered as it is, tags included);
+    `comment`: inside `{% comment %}` (never rendered)."""
+
+    raw: str
+    kind: TokenType
+    line: int
+    verbatim: bool = False
+    comment: bool = False
+
+    @property
+    def literal(self) -> bool:
+        """Not template syntax: text Django will not read as tags."""
+        return self.verbatim or self.comment
+
+
+def template_pieces(source: str) -> list[Piece]:
+    """The source cut exactly as Django's Lexer cuts it (verbatim blocks included),
+    keeping each piece's raw text and line."""
+    lexer = Lexer(source)
+    pieces: list[Piece] = []
+    line, in_tag, in_comment = 1, False, False
+    for raw in tag_re.split(source):
+        if raw:
+            in_verbatim = bool(lexer.verbatim)
+            token = lexer.create_token(raw, None, line, in_tag)
+            kind = token.token_type
+            name = token.contents.split(maxsplit=1)[0] if kind == TokenType.BLOCK and token.contents else ""
+            if name == "endcomment":
+                in_comment = False
+            verbatim = in_verbatim and kind == TokenType.TEXT
+            pieces.append(Piece(raw, kind, line, verbatim=verbatim, comment=in_comment and not verbatim))
+            if name == "comment":
+                in_comment = True
+            line += raw.count("\n")
+        in_tag = not in_tag
+    return pieces
+
+
+def is_html_document(html: str) -> bool:
+    """Whether an HTML body is a whole document (else the engine wraps it in one)."""
+    return "<html" in html[:500].lower()
+
+
+# --- HTML bodies: CSS inlined, a text part generated -------------------------------------------------
+#
+# Both run once per compile on the template source, never per member. The HTML tools
+# must not see (or mangle) Django's tags: each tag is swapped for a placeholder
+# first and put back after, and the result is used only if every block tag came back
+# exactly once and in its order.
+
+# Elements whose content an HTML parser keeps as text: a comment placeholder there
+# would be text too.
+_RAW_TEXT_ELEMENTS = frozenset(
+    {"title", "textarea", "style", "script", "xmp", "iframe", "noembed", "noframes", "noscript"}
+)
+
+
+class _TextPositions(HTMLParser):
+    """Finds the placeholders that stand where text goes (not in a tag, an attribute,
+    a comment or a raw-text element)."""
+
+    def __init__(self, pattern: re.Pattern) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pattern = pattern
+        self.raw_depth = 0
+        self.found: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in _RAW_TEXT_ELEMENTS:
+            self.raw_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _RAW_TEXT_ELEMENTS and self.raw_depth:
+            self.raw_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.raw_depth:
+            self.found.update(self.pattern.findall(data))
+
+
+class _Shielded:
+    """An HTML template whose Django tags are swapped for placeholders."""
+
+    def __init__(self, source: str) -> None:
+        prefix = "tplslot"
+        while prefix in source.lower():
+            prefix += "q"
+        self.pattern = re.compile(rf"{prefix}\d+x")
+        self.tags: dict[str, str] = {}
+        self.blocks: list[str] = []  # block tags' placeholders, in order
+        parts = []
+        for piece in template_pieces(source):
+            if piece.kind == TokenType.TEXT:
+                parts.append(piece.raw)
+                continue
+            key = f"{prefix}{len(self.tags)}x"
+            self.tags[key] = piece.raw
+            if piece.kind == TokenType.BLOCK:
+                self.blocks.append(key)
+            parts.append(key)
+        self.html = "".join(parts)
+
+    def with_comments_in_text(self) -> str:
+        """Placeholders where text goes become HTML comments: a parser never moves a
+        comment (text between table rows, it moves out of the table)."""
+        finder = _TextPositions(self.pattern)
+        finder.feed(self.html)
+        finder.close()
+        return self.pattern.sub(
+            lambda m: f"<!--{m.group()}-->" if m.group() in finder.found else m.group(), self.html
+        )
+
+    def restore(self, html: str, *, all_tags: bool = True) -> str | None:
+        """The tool's output with the tags back; None if a block tag was lost, doubled
+        or moved out of order, or (`all_tags`) any other tag was lost."""
+        seen = self.pattern.findall(html)
+        blocks = [key for key in seen if key in self.blocks]
+        if blocks != self.blocks or (all_tags and set(seen) != set(self.tags)):
+            return None
+        html = re.sub(rf"<!--({self.pattern.pattern})-->", lambda m: self.tags[m.group(1)], html)
+        return self.pattern.sub(lambda m: self.tags[m.group()], html)
+
+
+_INLINER = css_inline.CSSInliner(
+    keep_style_tags=True,  # @media and :hover rules cannot be inlined; clients that read <style> keep them
+    keep_link_tags=True,
+    load_remote_stylesheets=False,  # never fetch a URL a template names
+)
+
+
+def inline_css(html: str) -> str:
+    """`html` with the rules of its `<style>` blocks copied into `style` attributes
+    (many mail clients ignore `<style>`); unchanged without `<style>`, or if the
+    template's tags could not be kept intact."""
+    if "<style" not in html.lower():
+        return html
+    shielded = _Shielded(html)
+    source = shielded.with_comments_in_text()
+    try:
+        inlined = _INLINER.inline(source) if is_html_document(html) else _INLINER.inline_fragment(source, "")
+    except (css_inline.InlineError, ValueError):
+        return html
+    return shielded.restore(inlined) or html
+
+
+class _TextMaker(html2text.HTML2Text):
+    """html2text for an email's text part: plain text, not Markdown (no escapes, no
+    emphasis marks, no images), links as "text (url)", table cells side by side."""
+
+    def __init__(self) -> None:
+        super().__init__(bodywidth=0)
+        self.ignore_emphasis = True
+        self.ignore_images = True
+        self.ignore_tables = True
+        self.unicode_snob = True
+        self.tag_callback = _TextMaker._tag
+        self.open_links: list[tuple[str, int]] = []
+
+    def handle_data(self, data: str, entity_char: bool = False) -> None:
+        super().handle_data(data, entity_char=True)  # entity_char: no Markdown escaping
+
+    @staticmethod
+    def _tag(maker: _TextMaker, tag: str, attrs: dict[str, str | None], start: bool) -> bool:
+        if tag in ("td", "th") and not start:
+            maker.o("  ")
+            return False
+        if tag != "a":
+            return False
+        if start:
+            maker.open_links.append(((attrs.get("href") or "").strip(), len(maker.outtextlist)))
+            return True
+        href, at = maker.open_links.pop() if maker.open_links else ("", 0)
+        shown = href.removeprefix("mailto:")
+        text = "".join(maker.outtextlist[at:]).strip()
+        if shown and not href.startswith("#") and shown != text:
+            maker.o(f" ({shown})")
+        return True
+
+
+def html_to_text(html: str) -> str:
+    """A text template made from an HTML template (its Django tags kept as they are).
+
+    Raises TemplateProblem when the tags cannot be kept (a block tag inside an HTML tag)."""
+    shielded = _Shielded(html)
+    text = _TextMaker().handle(shielded.html)
+    text = re.sub(r"[ \t\u00a0]+$", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    # Variables in attributes other than href (a title, a style) have no place in text.
+    restored = shielded.restore(text, all_tags=False)
+    if restored is None:
+        detail = (
+            "the text part cannot be generated from the HTML body (a block tag inside an HTML "
+            "tag would be lost): write a text body"
+        )
+        raise TemplateProblem("html_body", f"html_body: {detail}", detail=detail)
+    return restored
+
+
 def compile_burst(*, subject: str, body: str, html_body: str = "") -> CompiledBurst:
-    return CompiledBurst(
-        subject=compile_one("subject", subject),
-        body=compile_one("body", body),
-        html_body=compile_one("html_body", html_body, html=True) if html_body else None,
-    )
+    """The burst's parts compiled. Without a text body the text part is generated
+    from the HTML body; the HTML body's `<style>` CSS is inlined. Both happen here,
+    once per compile, so that the engine gets templates ready to render."""
+    subject_template = compile_one("subject", subject)
+    generate_text = bool(html_body) and not body.strip()
+    text = None if generate_text else compile_one("body", body)
+    html = compile_one("html_body", html_body, html=True) if html_body else None
+    if html is not None:
+        inlined = inline_css(html_body)
+        if inlined != html_body:
+            html = compile_one("html_body", inlined, html=True)
+    if text is None:
+        # A problem of the generated text is one of the HTML body it came from.
+        text = BoundedTemplate("body", compile_one("html_body", html_to_text(html_body)).template)
+    return CompiledBurst(subject=subject_template, body=text, html_body=html)
 
 
 def member_context(

@@ -18,7 +18,17 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    """Well-formed but wrong input (an unknown id, a date in the past, a broken template)."""
+    """Well-formed but wrong input (an unknown id, a date in the past, a broken template).
+
+    For a template, `line` (1-based, None when unknown) and `snippet` (the offending
+    text, short) say where in the field the problem is."""
+
+    def __init__(
+        self, message: str, field: str | None = None, *, line: int | None = None, snippet: str = ""
+    ) -> None:
+        super().__init__(message, field)
+        self.line = line
+        self.snippet = snippet
 
 
 class NotFound(ServiceError):

@@ -43,7 +43,9 @@ def test_it_keeps_the_451_of_a_greylisted_first_try_after_the_second_succeeds(en
 
 def test_it_keeps_every_failed_try_up_to_the_final_failure(engine):
     member = MemberFactory(email="full@example.test")
-    engine.script("full@example.test", "452 4.2.2 Mailbox full", "452 4.2.2 Mailbox full", "452 4.2.2 Mailbox full")
+    engine.script(
+        "full@example.test", "452 4.2.2 Mailbox full", "452 4.2.2 Mailbox full", "452 4.2.2 Mailbox full"
+    )
     burst = DraftBurstFactory(recipients=[member])
 
     services.burst_send(burst_id=burst.pk)

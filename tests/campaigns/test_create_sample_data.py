@@ -220,9 +220,10 @@ def test_it_adds_a_few_lists_and_segments_that_select_members(sample) -> None:
     lists = {m.name: m.member_count for m in MailingList.objects.all()}
     assert lists == {"Board": 7, "Volunteers": 40, "Newsletter readers": 150}
     verified = Segment.objects.get(name="Verified members")
-    assert member_selectors.segment_members(rules=verified.rules).count() == Member.objects.filter(
-        is_verified=True
-    ).count()
+    assert (
+        member_selectors.segment_members(rules=verified.rules).count()
+        == Member.objects.filter(is_verified=True).count()
+    )
     create_sample_data("--force")
     assert MailingList.objects.count() == 3
     assert Segment.objects.count() == 3

@@ -292,7 +292,8 @@ def retry_burst(request: HttpRequest, id: int, payload: RetryIn = None):  # type
     operation_id="email_burst_stats",
 )
 def burst_stats(request: HttpRequest, id: int):
-    """Staff only. Delivery counts by status and the success rate, from one query."""
+    """Staff only. Delivery counts by status, the success rate, and how many deliveries
+    wait for a retry and until when: one query."""
     return selectors.burst_stats(burst_id=id).as_dict()
 
 

@@ -156,13 +156,23 @@ class StatusCounts(Schema):
 class StatsOut(Schema):
     email_burst_id: int
     status: BurstStatus
-    total_recipients: int
+    total_recipients: int = Field(description="All of the burst's deliveries.")
     sent_count: int
-    failed_count: int
-    pending_count: int
+    failed_count: int = Field(description="not_found + failed + connection_error + other_error.")
+    pending_count: int = Field(description="Not finished yet, those waiting for a retry included.")
     skipped_count: int
-    success_rate: float
+    success_rate: float = Field(
+        description="sent / (total - skipped) x 100, rounded to 2 places; 0 when nothing was to be sent."
+    )
     status_counts: StatusCounts
+    retrying_count: int = Field(
+        description="Pending deliveries waiting for a retry: a temporary failure (a 4xx reply, "
+        "a dropped connection) sent them back for another try later. Part of pending_count."
+    )
+    next_retry_at: datetime | None = Field(
+        description="When the first of those may be tried again (it may be past: due now); "
+        "null when none waits for a retry."
+    )
 
 
 class DeliveryOut(Schema):

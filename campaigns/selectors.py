@@ -22,7 +22,6 @@ from django.db.models import (
     Exists,
     F,
     IntegerField,
-    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -76,9 +75,25 @@ class BurstStats:
     skipped_count: int
     success_rate: float
     status_counts: dict[str, int] = field(default_factory=dict)
+    # Pending deliveries that a transient failure (4xx, a dropped connection) sends
+    # back for a later try, and the earliest of their retry times (None without any).
+    retrying_count: int = 0
+    next_retry_at: datetime | None = None
+    # The latest reply one of them got ("452 4.2.2 Mailbox full"): why they wait.
+    retry_reply: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def to_send(self) -> int:
+        """The recipients there was something to send to (all but the skipped)."""
+        return self.total_recipients - self.skipped_count
+
+    @property
+    def shown_success_rate(self) -> float | None:
+        """The success rate to show: None (shown "—") when nothing was to be sent."""
+        return self.success_rate if self.to_send else None
 
 
 def success_rate(*, sent: int, total: int, skipped: int) -> float:
@@ -88,17 +103,45 @@ def success_rate(*, sent: int, total: int, skipped: int) -> float:
     return round(sent / to_send * 100, 2) if to_send else 0.0
 
 
+def _retrying_deliveries() -> QuerySet[Delivery]:
+    """The deliveries of the outer burst row that wait for a retry (the partial index
+    on (burst, next_attempt_at) holds exactly the rows with a retry time)."""
+    return Delivery.objects.filter(
+        burst_id=OuterRef("pk"), next_attempt_at__isnull=False, status=DeliveryStatus.PENDING
+    ).order_by()
+
+
+def with_retry_figures(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:
+    """Annotate `retrying_count`, `next_retry_at` and `retry_reply` (see BurstStats),
+    as subqueries of the same SELECT."""
+    retrying = _retrying_deliveries()
+    return queryset.annotate(
+        retrying_count=Coalesce(
+            Subquery(retrying.values("burst_id").annotate(n=Count("*")).values("n")[:1]),
+            Value(0),
+        ),
+        next_retry_at=Subquery(retrying.order_by("next_attempt_at").values("next_attempt_at")[:1]),
+        retry_reply=Subquery(retrying.order_by("-updated_at", "-id").values("error_message")[:1]),
+    )
+
+
 def burst_stats(*, burst_id: int) -> BurstStats:
-    """A burst's delivery figures (totals, each status, the success rate), from the
-    counters kept on the burst: the same cost whatever the number of deliveries."""
-    burst = EmailBurst.objects.filter(pk=burst_id).only("pk", "status", *COUNTER_FIELDS).first()
+    """A burst's delivery figures (totals, each status, the success rate, the retries
+    waiting), from the counters kept on the burst: one query, the same cost whatever
+    the number of deliveries."""
+    burst = (
+        with_retry_figures(EmailBurst.objects.filter(pk=burst_id))
+        .only("pk", "status", *COUNTER_FIELDS)
+        .first()
+    )
     if burst is None:
         raise NotFound(f"email burst {burst_id} does not exist", field="id")
     return burst_stats_of(burst)
 
 
 def burst_stats_of(burst: EmailBurst) -> BurstStats:
-    """The figures of a burst already read (with its counters)."""
+    """The figures of a burst already read with its counters (and, read through
+    `with_retry_figures`, its retries; else none are counted)."""
     counts = burst.counts
     total, sent, skipped = sum(counts.values()), counts["sent"], counts["skipped"]
     return BurstStats(
@@ -111,6 +154,9 @@ def burst_stats_of(burst: EmailBurst) -> BurstStats:
         skipped_count=skipped,
         success_rate=success_rate(sent=sent, total=total, skipped=skipped),
         status_counts=counts,
+        retrying_count=getattr(burst, "retrying_count", 0) or 0,
+        next_retry_at=getattr(burst, "next_retry_at", None),
+        retry_reply=getattr(burst, "retry_reply", None) or "",
     )
 
 
@@ -204,15 +250,6 @@ def burst_recipient_count(*, burst_id: int) -> int:
 def burst_chosen_count(*, burst_id: int) -> int:
     """How many members were chosen as the burst's recipients."""
     return EmailBurst.recipients.through.objects.filter(emailburst_id=burst_id).count()
-
-
-def burst_next_retry(*, burst_id: int) -> datetime | None:
-    """When every pending delivery waits for a retry: the earliest retry time."""
-    pending = Delivery.objects.filter(burst_id=burst_id, status=DeliveryStatus.PENDING)
-    # The first pending row found ready ends the look (most often the first one).
-    if pending.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())).exists():
-        return None
-    return pending.aggregate(next_at=Min("next_attempt_at"))["next_at"]
 
 
 def delivery_counts(*, burst_id: int) -> dict[str, int]:
@@ -479,6 +516,12 @@ def preview_member(*, email: str = "", member_id: int | None = None) -> Member |
 # --- progress -------------------------------------------------------------------------------------------
 
 
+# The rate is shown once it means something: after this much sending time, or this
+# many messages (39 messages in 0.044 s are no "886 msgs/s").
+RATE_MIN_SECONDS = 1.0
+RATE_MIN_MESSAGES = 100
+
+
 @dataclass(frozen=True)
 class Progress:
     """How far a burst is, from its statistics: what the progress bar shows."""
@@ -487,11 +530,29 @@ class Progress:
     total: int
     done: int
     percent: float
-    elapsed: float  # seconds since it started (until it ended); 0 before it started
-    rate: float | None  # messages per second, once some were tried
-    eta: float | None  # seconds until the pending ones are done at that rate
+    elapsed: float  # wall-clock seconds since it started (until it ended); 0 before
+    sending_seconds: float  # seconds during which a chunk was sending (retry waits excluded)
+    tried: int  # deliveries that went to the SMTP server and are finished (not skipped)
+    rate: float | None  # tried per second of sending, once that is meaningful
+    eta: float | None  # seconds until the pending ones that may go now are done
     preparing: bool  # sending, its deliveries still being created
-    next_retry_at: datetime | None  # sending, and every pending delivery waits for a retry
+    retrying: int  # pending deliveries waiting for a retry
+    next_retry_at: datetime | None  # the earliest retry time of those
+    retry_reply: str  # the latest reply one of them got
+
+    @property
+    def ready(self) -> int:
+        """Pending deliveries that may be sent now (not waiting for a retry)."""
+        return self.total - self.done - self.retrying
+
+
+def sending_rate(*, tried: int, sending_seconds: float) -> float | None:
+    """Messages per second of sending, or None while too little was sent to tell."""
+    if sending_seconds <= 0 or tried <= 0:
+        return None
+    if sending_seconds < RATE_MIN_SECONDS and tried < RATE_MIN_MESSAGES:
+        return None
+    return tried / sending_seconds
 
 
 def burst_progress(*, burst: EmailBurst, stats: BurstStats) -> Progress:
@@ -499,22 +560,27 @@ def burst_progress(*, burst: EmailBurst, stats: BurstStats) -> Progress:
     total = stats.total_recipients
     done = total - stats.pending_count
     percent = round(done * 100 / total, 1) if total else (100.0 if status == BurstStatus.SENT else 0.0)
-    end = burst.finished_at if burst.finished_at and status != BurstStatus.SENDING else timezone.now()
-    elapsed = (end - burst.started_at).total_seconds() if burst.started_at else 0.0
-    attempted = done - stats.skipped_count
-    rate = attempted / elapsed if elapsed > 0 and attempted > 0 else None
     sending = status == BurstStatus.SENDING
-    eta = stats.pending_count / rate if rate and stats.pending_count and sending else None
+    end = burst.finished_at if burst.finished_at and not sending else timezone.now()
+    elapsed = max(0.0, (end - burst.started_at).total_seconds()) if burst.started_at else 0.0
+    tried = done - stats.skipped_count
+    rate = sending_rate(tried=tried, sending_seconds=burst.sending_seconds)
+    retrying = min(stats.retrying_count, stats.pending_count)
+    ready = stats.pending_count - retrying
     return Progress(
         status=status,
         total=total,
         done=done,
         percent=percent,
         elapsed=elapsed,
+        sending_seconds=burst.sending_seconds,
+        tried=tried,
         rate=rate,
-        eta=eta,
+        eta=ready / rate if rate and ready and sending else None,
         preparing=sending and not burst.deliveries_ready,
-        next_retry_at=burst_next_retry(burst_id=burst.pk) if sending and stats.pending_count else None,
+        retrying=retrying,
+        next_retry_at=stats.next_retry_at if retrying else None,
+        retry_reply=stats.retry_reply if retrying else "",
     )
 
 

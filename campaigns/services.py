@@ -735,7 +735,21 @@ def chunk_process(*, burst_id: int) -> ChunkResult:
     """Send one chunk of the burst, then act on what the engine reports: pause the
     burst for a whole-burst fault, finish it when its last delivery is done, and
     queue chunks for when its transient failures may be tried again."""
+    started = timezone.now()
     result = chunk_send(burst_id=burst_id)
+    if result.claimed:
+        # The burst's rate counts sending time only: add the part of this chunk's
+        # [started, ended] not yet counted (chunks overlap, and the waits between
+        # them for retries are not sending), under the burst's lock.
+        ended = timezone.now()
+        with transaction.atomic():
+            burst = EmailBurst.objects.select_for_update().only("sending_seconds", "busy_until")
+            burst = burst.filter(pk=burst_id).first()
+            if burst is not None:
+                counted_until = max(started, burst.busy_until) if burst.busy_until else started
+                burst.sending_seconds += max(0.0, (ended - counted_until).total_seconds())
+                burst.busy_until = max(ended, burst.busy_until or ended)
+                burst.save(update_fields=["sending_seconds", "busy_until"])
     if result.fault:
         try:
             burst_pause(burst_id=burst_id, reason=result.fault, allow_paused=True)

@@ -57,7 +57,15 @@ from campaigns.services import (
     burst_update,
 )
 from campaigns.states import BurstAction
-from campaigns.vocabulary import BURST_STATUS_VARIANTS
+from campaigns.vocabulary import (
+    BURST_STATUS_LABELS,
+    BURST_STATUS_VARIANTS,
+    FIGURE_HELP,
+    FIGURE_LABELS,
+    NOTHING,
+    format_count,
+    format_percent,
+)
 from common.errors import IllegalState, InvalidInput, NotFound, ServiceError
 
 # Above this many chosen recipients the page shows a count instead of the
@@ -210,7 +218,7 @@ class EmailBurstAdmin(ModelAdmin):
         return render_to_string(
             "unfold/helpers/label.html",
             {
-                "text": burst.get_status_display(),
+                "text": BURST_STATUS_LABELS.get(burst.status, burst.status),
                 "variant": BURST_STATUS_VARIANTS.get(burst.status, "default"),
             },
         )
@@ -222,24 +230,25 @@ class EmailBurstAdmin(ModelAdmin):
             return f"{count:,} (all)"
         return f"{count:,}" if count is not None else "—"
 
-    @display(description="Sent", ordering="n_sent")
+    @display(description=FIGURE_LABELS["sent_count"], ordering="n_sent")
     def sent_column(self, burst: EmailBurst) -> str:
-        return f"{burst.n_sent:,}" if burst.n_deliveries else "—"
+        return format_count(burst.n_sent) if burst.n_deliveries else NOTHING
 
-    @display(description="Failed", ordering="n_failed")
+    @display(description=FIGURE_LABELS["failed_count"], ordering="n_failed")
     def failed_column(self, burst: EmailBurst) -> str:
         if not burst.n_deliveries:
-            return "—"
+            return NOTHING
         if burst.n_failed:
             return format_html(
-                '<span class="font-semibold text-red-700 dark:text-red-400">{}</span>', f"{burst.n_failed:,}"
+                '<span class="font-semibold text-red-700 dark:text-red-400" title="{}">{}</span>',
+                FIGURE_HELP["failed_count"],
+                format_count(burst.n_failed),
             )
-        return "0"
+        return format_count(0)
 
-    @display(description="Success rate")
+    @display(description=FIGURE_LABELS["success_rate"])
     def success_rate_column(self, burst: EmailBurst) -> str:
-        rate = selectors.annotated_success_rate(burst)
-        return "—" if rate is None else f"{rate:.1f} %"
+        return format_percent(selectors.annotated_success_rate(burst))
 
     @display(description="When")
     def when_column(self, burst: EmailBurst) -> str:

@@ -14,15 +14,27 @@ from django.utils import timezone
 
 from campaigns import selectors
 from campaigns.models import FAILED_DELIVERY_STATUSES, BurstStatus, DeliveryStatus
-from campaigns.vocabulary import BURST_STATUS_VARIANTS
+from campaigns.vocabulary import (
+    BURST_STATUS_LABELS,
+    BURST_STATUS_VARIANTS,
+    FAILED_COLOR,
+    FIGURE_HELP,
+    FIGURE_LABELS,
+    SENT_COLOR,
+    SKIPPED_COLOR,
+    format_count,
+    format_percent,
+)
 from members import selectors as member_selectors
 
 DAYS = 30
 RECENT_BURSTS = 8
+SENT, FAILED, SKIPPED = (FIGURE_LABELS[k] for k in ("sent_count", "failed_count", "skipped_count"))
+# "Failed" is what it is on every page: not found + rejected + connection + other error.
 OUTCOME_SERIES = (
-    ("Sent", "#16a34a", frozenset({DeliveryStatus.SENT})),
-    ("Failed", "#dc2626", FAILED_DELIVERY_STATUSES),
-    ("Skipped", "#a8a29e", frozenset({DeliveryStatus.SKIPPED})),
+    (SENT, SENT_COLOR, frozenset({DeliveryStatus.SENT})),
+    (FAILED, FAILED_COLOR, FAILED_DELIVERY_STATUSES),
+    (SKIPPED, SKIPPED_COLOR, frozenset({DeliveryStatus.SKIPPED})),
 )
 
 
@@ -32,9 +44,9 @@ def _bursts_by_status() -> list[dict[str, Any]]:
     return [
         {
             "key": status.value,
-            "label": status.label,
+            "label": BURST_STATUS_LABELS[status.value],
             "count": counts.get(status.value, 0),
-            "text": f"{status.label} {counts.get(status.value, 0)}",
+            "text": f"{BURST_STATUS_LABELS[status.value]} {format_count(counts.get(status.value, 0))}",
             "variant": BURST_STATUS_VARIANTS[status.value],
             "url": f"{changelist}?status__exact={status.value}",
         }
@@ -50,11 +62,17 @@ def _recent_bursts() -> list[dict[str, Any]]:
             {
                 "burst": burst,
                 "url": reverse("admin:campaigns_emailburst_change", args=[burst.pk]),
+                "status_label": BURST_STATUS_LABELS[burst.status],
                 "status_variant": BURST_STATUS_VARIANTS[burst.status],
                 "recipients": burst.recipient_count,
                 "sent": burst.n_sent,
                 "failed": burst.n_failed,
                 "rate": rate,
+                "recipients_display": format_count(burst.recipient_count),
+                # Before it started a burst has no outcome: "—", as on the burst list.
+                "sent_display": format_count(burst.n_sent) if burst.n_deliveries else "—",
+                "failed_display": format_count(burst.n_failed) if burst.n_deliveries else "—",
+                "rate_display": format_percent(rate),
             }
         )
     return rows
@@ -86,6 +104,15 @@ def _outcomes_per_day(today: date) -> tuple[dict[str, Any], dict[str, int]]:
         ],
     }
     return data, totals
+
+
+def _outcome_success_rate(totals: dict[str, int]) -> float | None:
+    """The bursts' success rate formula over the finished deliveries of the days
+    shown; None (shown "—") when none was to be sent."""
+    sent, failed, skipped = totals[SENT], totals[FAILED], totals[SKIPPED]
+    if not sent + failed:
+        return None
+    return selectors.success_rate(sent=sent, total=sent + failed + skipped, skipped=skipped)
 
 
 CHART_OPTIONS = {
@@ -126,18 +153,24 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
     }
     if see_members:
         context["member_totals"] = member_selectors.member_totals()
+        context["member_figures"] = {k: format_count(v) for k, v in context["member_totals"].items()}
     if see_bursts:
         by_status = _bursts_by_status()
         context["bursts_by_status"] = by_status
         context["bursts_total"] = sum(row["count"] for row in by_status)
+        context["bursts_total_display"] = format_count(context["bursts_total"])
         context["recent_bursts"] = _recent_bursts()
     if see_deliveries:
         chart, outcome_totals = _outcomes_per_day(timezone.localdate())
-        attempted = outcome_totals["Sent"] + outcome_totals["Failed"]
         context["outcomes_chart"] = json.dumps(chart)
         context["outcomes_chart_options"] = json.dumps(CHART_OPTIONS)
         context["outcome_totals"] = outcome_totals
-        context["outcome_success_rate"] = (
-            round(outcome_totals["Sent"] * 100 / attempted, 1) if attempted else None
-        )
+        context["outcome_success_rate"] = _outcome_success_rate(outcome_totals)
+        context["outcome_figures"] = {
+            "sent": format_count(outcome_totals[SENT]),
+            "failed": format_count(outcome_totals[FAILED]),
+            "skipped": format_count(outcome_totals[SKIPPED]),
+            "success_rate": format_percent(context["outcome_success_rate"]),
+        }
+        context["failed_help"] = FIGURE_HELP["failed_count"]
     return context

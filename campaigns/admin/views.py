@@ -29,7 +29,7 @@ from import_export.formats.base_formats import CSV, XLSX
 
 from campaigns import selectors
 from campaigns.admin.forms import RetryForm, ScheduleForm, zone_description
-from campaigns.admin.report import progress_payload
+from campaigns.admin.report import live_payload
 from campaigns.admin.resources import DeliveryResource
 from campaigns.models import BurstStatus, EmailBurst
 from campaigns.services import (
@@ -396,11 +396,12 @@ def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) 
 
 
 def progress_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> JsonResponse:
+    """What the burst page polls: its figures and its regions rendered anew (see
+    `campaigns.admin.report.live_payload`)."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     burst = get_burst(request, object_id)
-    stats = selectors.burst_stats(burst_id=burst.pk)
-    payload = progress_payload(burst=burst, stats=stats)
+    payload = live_payload(model_admin, request, burst)
     return JsonResponse(payload, headers={"Cache-Control": "no-store"})
 
 

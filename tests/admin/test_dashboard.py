@@ -69,3 +69,33 @@ def test_dashboard_shows_only_what_the_user_may_see(client, db):
     assert "member_totals" not in response.context
     assert "recent_bursts" in response.context and "outcomes_chart" in response.context
     assert 'data-total="members"' not in response.content.decode()
+
+
+def test_dashboard_writes_figures_in_the_one_format(root_client):
+    people = MemberFactory.create_bulk(1200, prefix="big")
+    sent = BurstFactory(name="Big news", status=BurstStatus.SENT, recipients=people)
+    plan = [DeliveryStatus.SENT] * 1187 + [DeliveryStatus.NOT_FOUND] * 8 + [DeliveryStatus.FAILED] * 5
+    DeliveryFactory.create_for(sent, people, status=lambda i: plan[i])
+    BurstFactory(name="Not yet")
+
+    response = root_client.get("/admin/")
+
+    ctx = response.context
+    assert ctx["outcome_figures"] == {
+        "sent": "1,187",
+        "failed": "13",  # not found + rejected: "Failed" as on every page
+        "skipped": "0",
+        "success_rate": "98.9 %",
+    }
+    assert ctx["member_figures"]["members"] == "1,201"  # and root
+    rows = {row["burst"].display_name: row for row in ctx["recent_bursts"]}
+    assert (rows["Big news"]["sent_display"], rows["Big news"]["rate_display"]) == ("1,187", "98.9 %")
+    assert (rows["Not yet"]["sent_display"], rows["Not yet"]["rate_display"]) == ("—", "—")
+    html = response.content.decode()
+    assert 'data-total="success_rate_30d">98.9 %<' in html and "98.92" not in html
+
+
+def test_dashboard_success_rate_is_a_dash_without_outcomes(root_client):
+    response = root_client.get("/admin/")
+    assert response.context["outcome_success_rate"] is None
+    assert "success_rate_30d" not in response.content.decode()

@@ -8,8 +8,10 @@ when the transaction commits); retries are driven by `drive`.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from campaigns import selectors, services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
@@ -112,3 +114,96 @@ def test_burst_stats_of_an_unknown_burst_is_not_found(staff_user):
     assert caught.value.field == "id"
     response = Api(access_token(staff_user)).get("/api/email-burst/999999/stats/")
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+# --- retries waiting -------------------------------------------------------------------------------
+
+
+def test_burst_stats_count_the_retries_waiting_and_the_first_retry_time_in_the_same_query(
+    engine, settings, staff_user, django_assert_num_queries
+):
+    settings.EMAIL_RETRY_DELAY = 300
+    members = MemberFactory.create_bulk(4, prefix="m")
+    engine.script("m01@example.test", "452 4.2.2 Mailbox full")
+    engine.script("m02@example.test", "451 4.7.1 Greylisted")
+    burst = DraftBurstFactory(recipients=members)
+
+    services.burst_send(burst_id=burst.pk)
+
+    with django_assert_num_queries(1):
+        stats = selectors.burst_stats(burst_id=burst.pk)
+    waiting = Delivery.objects.filter(burst=burst, next_attempt_at__isnull=False)
+    first = min(waiting.values_list("next_attempt_at", flat=True))
+    assert (stats.sent_count, stats.pending_count, stats.retrying_count) == (2, 2, 2)
+    assert stats.next_retry_at == first
+    assert stats.retry_reply.startswith(("452 4.2.2", "451 4.7.1"))
+    body = Api(access_token(staff_user)).get(f"/api/email-burst/{burst.pk}/stats/").json()
+    assert body["retrying_count"] == 2
+    assert abs(datetime.fromisoformat(body["next_retry_at"]) - first) < timedelta(milliseconds=1)
+    assert "retry_reply" not in body  # the API says how many and when, as documented
+
+    drive(burst.pk)
+
+    stats = selectors.burst_stats(burst_id=burst.pk)
+    assert (stats.retrying_count, stats.next_retry_at, stats.status) == (0, None, BurstStatus.SENT)
+    body = Api(access_token(staff_user)).get(f"/api/email-burst/{burst.pk}/stats/").json()
+    assert (body["retrying_count"], body["next_retry_at"]) == (0, None)
+
+
+def test_the_stats_schema_documents_the_retry_figures(staff_user):
+    schema = Api(access_token(staff_user)).get("/api/openapi.json").json()
+    stats = schema["components"]["schemas"]["StatsOut"]["properties"]
+    assert "retry" in stats["retrying_count"]["description"]
+    assert "null when none" in stats["next_retry_at"]["description"]
+
+
+# --- sending time (the rate's denominator) ---------------------------------------------------------
+
+
+def test_a_chunk_adds_the_time_it_was_sending_to_the_burst(engine):
+    burst = sending_burst(MemberFactory.create_bulk(3, prefix="m"))
+    before = timezone.now()
+
+    services.chunk_process(burst_id=burst.pk)
+
+    burst.refresh_from_db()
+    assert burst.counts["sent"] == 3
+    assert burst.busy_until is not None and burst.busy_until >= before
+    assert 0 < burst.sending_seconds <= (burst.busy_until - before).total_seconds()
+
+
+def test_time_another_chunk_already_counted_is_not_counted_again(engine):
+    burst = sending_burst(MemberFactory.create_bulk(3, prefix="m"))
+    # Another chunk, still running, is counted until an hour from now.
+    later = timezone.now() + timedelta(hours=1)
+    EmailBurst.objects.filter(pk=burst.pk).update(sending_seconds=7.5, busy_until=later)
+
+    services.chunk_process(burst_id=burst.pk)
+
+    burst.refresh_from_db()
+    assert burst.counts["sent"] == 3
+    assert (burst.sending_seconds, burst.busy_until) == (7.5, later)
+
+
+def test_the_wait_since_the_last_chunk_is_not_sending_time(engine):
+    burst = sending_burst(MemberFactory.create_bulk(3, prefix="m"))
+    # The last chunk ended an hour ago (a wait for retries since).
+    EmailBurst.objects.filter(pk=burst.pk).update(
+        sending_seconds=2.0, busy_until=timezone.now() - timedelta(hours=1)
+    )
+    before = timezone.now()
+
+    services.chunk_process(burst_id=burst.pk)
+
+    burst.refresh_from_db()
+    assert 2.0 < burst.sending_seconds <= 2.0 + (burst.busy_until - before).total_seconds()
+
+
+def test_a_chunk_that_sends_nothing_adds_no_time(engine):
+    burst = sending_burst(MemberFactory.create_bulk(2, prefix="m"))
+    EmailBurst.objects.filter(pk=burst.pk).update(status=BurstStatus.PAUSED)
+
+    services.chunk_process(burst_id=burst.pk)
+
+    burst.refresh_from_db()
+    assert (burst.sending_seconds, burst.busy_until, burst.counts["pending"]) == (0, None, 2)

@@ -425,6 +425,18 @@ _MAILING_NAVIGATION = {
             "link": reverse_lazy("admin:members_member_changelist"),
             "permission": lambda request: request.user.has_perm("members.view_member"),
         },
+        {
+            "title": "Mailing lists",
+            "icon": "format_list_bulleted",
+            "link": reverse_lazy("admin:members_mailinglist_changelist"),
+            "permission": lambda request: request.user.has_perm("members.view_mailinglist"),
+        },
+        {
+            "title": "Segments",
+            "icon": "filter_alt",
+            "link": reverse_lazy("admin:members_segment_changelist"),
+            "permission": lambda request: request.user.has_perm("members.view_segment"),
+        },
     ],
 }
 _ADMINISTRATION_NAVIGATION = {

@@ -1,8 +1,9 @@
-"""The members app's admin: members (with import and the delivery timeline) and groups.
+"""The members app's admin: members (with import and the delivery timeline), groups,
+mailing lists and segments.
 
-Importing the package registers both with the admin site.
+Importing the package registers them with the admin site.
 """
 
-from members.admin import groups, members
+from members.admin import audiences, groups, members
 
-__all__ = ["groups", "members"]
+__all__ = ["audiences", "groups", "members"]

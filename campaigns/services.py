@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
-from django.db.models import Case, CharField, Count, DateTimeField, Exists, Q, Sum, Value, When
+from django.db.models import Count, Exists, F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -431,27 +431,23 @@ def _deliveries_insert(burst: EmailBurst, *, after: int, end: int | None) -> Cou
     """Insert the deliveries of recipients with ids in (after, end] that do not have
     one yet, count them on the burst; returns how many were added, by status."""
     now = timezone.now()
-    recipients = selectors.burst_recipients(burst).filter(pk__gt=after)
-    if end is not None:
-        recipients = recipients.filter(pk__lte=end)
-    when = Value(now, output_field=DateTimeField())
+    recipients = selectors.burst_recipients(burst, within=(after, end))
     rows = (
         recipients.annotate(
-            d_burst=Value(burst.pk),
-            d_reason=selectors.skip_reason_expression(burst_id=burst.pk),
-            d_status=Case(
-                When(d_reason="", then=Value(DeliveryStatus.PENDING)),
-                default=Value(DeliveryStatus.SKIPPED),
-                output_field=CharField(),
-            ),
-            d_zero=Value(0),
-            d_blank=Value(""),
-            d_now=when,
+            r_id=F("pk"), r_email=F("email"), r_reason=selectors.skip_reason_expression(burst_id=burst.pk)
         )
         .order_by()
-        .values_list("d_burst", "pk", "email", "d_status", "d_reason", "d_zero", "d_blank", "d_now", "d_now")
+        .values_list("r_id", "r_email", "r_reason")
     )
-    select, params = rows.query.sql_with_params()
+    inner, inner_params = rows.query.sql_with_params()
+    # The status from the reason in an outer SELECT: in the same SELECT, Django would
+    # repeat the reason's expression (two suppression look-ups per member).
+    select = (
+        "SELECT %s, r.r_id, r.r_email, CASE WHEN r.r_reason = '' THEN %s ELSE %s END, r.r_reason, 0, '', %s, %s "
+        f"FROM ({inner}) AS r WHERE true"  # WHERE: SQLite would read ON CONFLICT as a join's ON
+    )
+    stamp = connection.ops.adapt_datetimefield_value(now)  # as the ORM writes it (SQLite: text)
+    params = (burst.pk, DeliveryStatus.PENDING, DeliveryStatus.SKIPPED, stamp, stamp, *inner_params)
     table = connection.ops.quote_name(Delivery._meta.db_table)
     columns = (
         "burst_id, member_id, email, status, error_message, attempts, claim_token, created_at, updated_at"

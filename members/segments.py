@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryStatus, EmailBurst
@@ -155,38 +155,59 @@ def _text_q(field: str, op: str, value: str | None) -> Q:
     return Q(**{f"{field}__{lookup}": value})
 
 
-def _on_list(list_id: int) -> Exists:
-    return Exists(ListMembership.objects.filter(mailing_list_id=list_id, member_id=OuterRef("pk")))
+# A range of member ids, (after, end]: the batch of members being resolved, so that
+# a subquery reads only its part of a million-row list.
+Within = tuple[int | None, int | None]
+EVERYONE: Within = (None, None)
 
 
-def _received(burst_id: int) -> Exists:
-    return Exists(
-        Delivery.objects.filter(burst_id=burst_id, member_id=OuterRef("pk"), status=DeliveryStatus.SENT)
-    )
+def member_range(field: str, within: Within) -> Q:
+    after, end = within
+    q = Q()
+    if after is not None:
+        q &= Q(**{f"{field}__gt": after})
+    if end is not None:
+        q &= Q(**{f"{field}__lte": end})
+    return q
 
 
-CONDITION_Q: dict[str, Callable[[str, Any], Q]] = {
-    "is_verified": lambda op, v: Q(is_verified=v),
-    "is_staff": lambda op, v: Q(is_staff=v),
-    "date_joined": lambda op, v: (
+# `id IN (SELECT …)`, not EXISTS: PostgreSQL hashes the subquery once, where an EXISTS
+# inside an OR is probed member by member.
+def _on_list(list_id: int, within: Within) -> Q:
+    memberships = ListMembership.objects.filter(member_range("member_id", within), mailing_list_id=list_id)
+    return Q(pk__in=memberships.values("member_id"))
+
+
+def _received(burst_id: int, within: Within) -> Q:
+    deliveries = Delivery.objects.filter(
+        member_range("member_id", within), burst_id=burst_id, status=DeliveryStatus.SENT
+    ).exclude(member_id=None)
+    return Q(pk__in=deliveries.values("member_id"))
+
+
+CONDITION_Q: dict[str, Callable[[str, Any, Within], Q]] = {
+    "is_verified": lambda op, v, w: Q(is_verified=v),
+    "is_staff": lambda op, v, w: Q(is_staff=v),
+    "date_joined": lambda op, v, w: (
         Q(date_joined__lt=_day_start(v))
         if op == "before"
         else Q(date_joined__gte=_day_start(v) + dt.timedelta(days=1))
     ),
-    "birth_date": lambda op, v: Q(birth_date__lt=v) if op == "before" else Q(birth_date__gt=v),
-    "birth_month": lambda op, v: Q(birth_date__month=v),
-    "email": lambda op, v: _text_q("email", op, v),
-    "first_name": lambda op, v: _text_q("first_name", op, v),
-    "last_name": lambda op, v: _text_q("last_name", op, v),
-    "list": lambda op, v: Q(_on_list(v)) if op == "in" else ~Q(_on_list(v)),
-    "received": lambda op, v: Q(_received(v)) if op == "yes" else ~Q(_received(v)),
+    "birth_date": lambda op, v, w: Q(birth_date__lt=v) if op == "before" else Q(birth_date__gt=v),
+    "birth_month": lambda op, v, w: Q(birth_date__month=v),
+    "email": lambda op, v, w: _text_q("email", op, v),
+    "first_name": lambda op, v, w: _text_q("first_name", op, v),
+    "last_name": lambda op, v, w: _text_q("last_name", op, v),
+    "list": lambda op, v, w: _on_list(v, w) if op == "in" else ~_on_list(v, w),
+    "received": lambda op, v, w: _received(v, w) if op == "yes" else ~_received(v, w),
 }
 
 
-def rules_q(rules: dict[str, Any]) -> Q:
+def rules_q(rules: dict[str, Any], within: Within = EVERYONE) -> Q:
     """The members a segment's (clean) rules select, as one filter. No condition:
-    every member ("all" of nothing); with "any" and no condition: nobody."""
-    parts = [CONDITION_Q[c["field"]](c["op"], c["value"]) for c in rules.get("conditions", [])]
+    every member ("all" of nothing); with "any" and no condition: nobody. With
+    `within`, only right for members in that id range (the caller's filter)."""
+    parts = [CONDITION_Q[c["field"]](c["op"], c["value"], within) for c in rules.get("conditions", [])]
     if rules.get("match", "all") == "any":
         if not parts:
             return Q(pk__in=[])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Prefetch
@@ -19,8 +20,14 @@ from campaigns.schemas import (
     BurstOut,
     BurstPage,
     BurstPatch,
+    BurstTestIn,
+    BurstTestOut,
     DeliveryPage,
     DeliveryQuery,
+    MailServerError,
+    PreflightOut,
+    PreviewOut,
+    PreviewQuery,
     RetryIn,
     RetryOut,
     ScheduleIn,
@@ -37,7 +44,7 @@ from common.api import (
     sender_auth,
     staff_auth,
 )
-from common.errors import Forbidden
+from common.errors import Forbidden, InvalidInput
 from members.models import MailingList, Member, Segment
 
 
@@ -327,3 +334,100 @@ def add_attachment(request: HttpRequest, id: int, file: File[UploadedFile]):
     ATTACHMENT_MAX_COUNT files; 409 unless the burst is a draft or scheduled."""
     _exists(id)
     return Status(201, services.attachment_add(burst_id=id, uploaded_file=file, actor=request.auth))
+
+
+# --- before sending: test sends, preview, pre-flight -------------------------------------------
+
+
+@router.post(
+    "/email-burst/{int:id}/test/",
+    response=responses({202: BurstTestOut, 503: MailServerError}, errors=OBJECT_ERRORS),
+    summary="Send a test of an email burst",
+    operation_id="email_burst_test",
+)
+def test_burst(request: HttpRequest, id: int, payload: BurstTestIn):
+    """Staff only. Sends the burst, rendered for `member` (default: you), to 1-10 addresses:
+    subject prefixed `[TEST] `, a new Message-ID each time, an unsubscribe link that only
+    says it was a test. The burst's deliveries and figures are not touched. 202 with the
+    addresses the mail server accepted and those it refused; 422 for a bad address, an
+    unknown member, a template that does not render, or when it refused every address;
+    503 when the mail server cannot be used."""
+    _exists(id)
+    try:
+        report = services.burst_send_test(
+            burst_id=id, emails=payload.emails, member_id=payload.member, actor=request.auth
+        )
+    except services.MailServerUnavailable as exc:
+        return Status(503, {"status": "error", "message": exc.message})
+    refused = [{"email": email, "reason": reason} for email, reason in report.refused.items()]
+    return Status(202, {"sent_to": report.sent_to, "refused": refused, "member": report.rendered_for.pk})
+
+
+@router.get(
+    "/email-burst/{int:id}/preview/",
+    response=responses({200: PreviewOut}, errors=OBJECT_ERRORS),
+    summary="Preview an email burst",
+    operation_id="email_burst_preview",
+)
+def preview_burst(request: HttpRequest, id: int, query: Query[PreviewQuery]):
+    """Staff only. The subject, text part and HTML part (null without an HTML body) as
+    `member` would get them; without `member`, for the first member the burst would mail,
+    as the admin's preview shows. 422 for an unknown member or a template that does not
+    render."""
+    burst = get_object_or_404(EmailBurst.objects.only("pk", "all_members"), pk=id)
+    if query.member is None:
+        first = selectors.preview_members(burst=burst, limit=1)
+        member_id = first[0].pk if first else None
+    elif selectors.preview_member(member_id=query.member) is None:
+        raise InvalidInput(f"member: there is no member with id {query.member}", field="member")
+    else:
+        member_id = query.member
+    rendered = selectors.burst_preview(burst_id=id, member_id=member_id)
+    # Template output is a SafeString; in JSON it is plain text like any other.
+    return {
+        "subject": str.__str__(rendered.subject),
+        "text": str.__str__(rendered.text),
+        "html": None if rendered.html is None else str.__str__(rendered.html),
+    }
+
+
+@router.get(
+    "/email-burst/{int:id}/preflight/",
+    response=responses({200: PreflightOut}, errors=OBJECT_ERRORS),
+    summary="Pre-flight check of an email burst",
+    operation_id="email_burst_preflight",
+)
+def preflight_burst(request: HttpRequest, id: int):
+    """Staff only. What a send now would do, without sending: how many it would mail,
+    how many it would skip and why, the errors that refuse the send and the warnings
+    shown before it, as the admin's pre-flight page shows them."""
+    _exists(id)
+    result = selectors.burst_preflight(burst_id=id)
+    return {
+        "would_mail": result.to_send,
+        "skipped": result.skipped,
+        "errors": _preflight_errors(result),
+        "warnings": [_check(c) for c in getattr(result, "warnings", [])],
+    }
+
+
+TEMPLATE_FIELD = re.compile(r"(subject|body|html_body|from_name)\b")
+
+
+def _check(check: Any) -> dict[str, Any]:
+    return check.as_dict() if hasattr(check, "as_dict") else dict(check)
+
+
+def _preflight_errors(result: selectors.Preflight) -> list[dict[str, Any]]:
+    """The checks that refuse the send, then the members whose message cannot be rendered."""
+    if hasattr(result, "errors"):
+        errors = [_check(c) for c in result.errors]
+    elif result.template_error:
+        # The message starts with the field: "body: …" or "body, line 3, at …: …".
+        named = TEMPLATE_FIELD.match(result.template_error)
+        errors = [{"field": named[1] if named else "", "message": result.template_error}]
+    else:
+        errors = []
+    for _member_id, email, problem in result.render_failures:
+        errors.append({"field": "member", "message": f"{email}: {problem}", "example": email})
+    return errors

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ninja import Field, Schema
 from pydantic import AwareDatetime, BeforeValidator, StringConstraints, model_validator
 
 from campaigns.models import BurstStatus, DeliveryStatus
-from common.api import Bool, EmailOrBlank, Id, Line, PageOut, PageQuery, Text, json_string
+from common.api import MAX_ID, Bool, Email, EmailOrBlank, Id, Line, PageOut, PageQuery, Text, json_string
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 BurstName = Annotated[Line, StringConstraints(max_length=200)]
@@ -200,3 +200,63 @@ class AttachmentOut(Schema):
     content_type: str
     size: int
     created_at: datetime
+
+
+# --- test sends, preview and pre-flight (SPEC section 11) -------------------------------------------
+
+
+class BurstTestIn(Schema):
+    emails: list[Email] = Field(
+        min_length=1,
+        max_length=10,
+        description="1 to 10 addresses to send the test to; one given twice (in any case) gets one message.",
+    )
+    member: Id | None = Field(
+        None, description="The member the test is rendered for; default: you (the caller)."
+    )
+
+
+class RefusedAddress(Schema):
+    email: str
+    reason: str = Field(description="The mail server's reply.")
+
+
+class BurstTestOut(Schema):
+    sent_to: list[str] = Field(description="The addresses the mail server accepted.")
+    refused: list[RefusedAddress] = Field(description="The addresses it refused, each with its reply.")
+    member: int = Field(description="The id of the member the test was rendered for.")
+
+
+class MailServerError(Schema):
+    status: Literal["error"]
+    message: str = Field(description="Why the mail server cannot be used (never a secret).")
+
+
+class PreviewQuery(Schema):
+    member: Annotated[int, Field(ge=1, le=MAX_ID)] | None = Field(
+        None,
+        description="The member to render for; default: the first member the burst would mail "
+        "(or an example member with empty fields when there is none).",
+    )
+
+
+class PreviewOut(Schema):
+    subject: str
+    text: str
+    html: str | None = Field(description="Null when the burst has no HTML body.")
+
+
+class CheckOut(Schema):
+    field: str = Field(description="The field concerned (`subject`, `body`, `html_body`, … or `member`).")
+    message: str
+    line: int | None = Field(None, description="The line of the template, when known.")
+    snippet: str = Field("", description="The text around the problem.")
+    count: int | None = Field(None, description="How many recipients it concerns, when it is about them.")
+    example: str = Field("", description="An example (a recipient, or a rendered text).")
+
+
+class PreflightOut(Schema):
+    would_mail: int = Field(description="Recipients a send now would mail.")
+    skipped: dict[str, int] = Field(description="Recipients a send now would skip, by reason.")
+    errors: list[CheckOut] = Field(description="What refuses the send.")
+    warnings: list[CheckOut] = Field(description="What does not stop the send but deserves a look.")

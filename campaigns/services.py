@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.core.validators import EmailValidator
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import selectors
@@ -37,6 +39,7 @@ from campaigns.models import (
     counter_field,
 )
 from campaigns.states import BurstAction, burst_action_target
+from campaigns.templating import TemplateProblem
 from campaigns.validation import burst_validate
 from common.errors import Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
 from members.models import MailingList, Member, Segment
@@ -818,37 +821,141 @@ def _daily_recount() -> list[str]:
 
 # --- test message -------------------------------------------------------------------------------------------
 
+TEST_SEND_MAX_ADDRESSES = 10
+TEST_SUBJECT_PREFIX = "[TEST] "
 
-def burst_send_test(*, burst_id: int, to_member: Member) -> str:
-    """Send the burst to one staff member's own address; its deliveries are untouched."""
-    burst = EmailBurst.objects.get(pk=burst_id)
+
+class MailServerUnavailable(ServiceError):
+    """The SMTP server cannot be reached, or refuses us whatever the address (our
+    login, our sender). Nothing to do with the addresses asked for: the API answers 503."""
+
+
+@dataclass(frozen=True)
+class BurstTestReport:
+    """What a test send did: the addresses the server accepted, those it refused (address
+    -> its reply), and the member the messages were rendered for."""
+
+    sent_to: list[str]
+    refused: dict[str, str]
+    rendered_for: Member
+
+
+def _test_addresses(emails: Sequence[str]) -> list[str]:
+    """1 to 10 valid addresses in the ASCII form SMTP needs, each once (in any case)."""
+    unique: dict[str, str] = {}
+    for typed in emails:
+        value = str(typed).strip()
+        shown = value if len(value) <= 80 else value[:80] + "…"
+        try:
+            address = mime.encode_recipient(_valid_address("emails", value))
+        except InvalidInput as exc:
+            reason = exc.message.removeprefix("emails: ")
+            raise InvalidInput(f"emails: {shown}: {reason}", field="emails") from None
+        except (ValueError, UnicodeError):  # valid to Django, but not one plain SMTP address
+            raise InvalidInput(f"emails: {shown}: enter one plain email address", field="emails") from None
+        unique.setdefault(address.lower(), address)
+    if not unique:
+        raise InvalidInput("emails: enter at least one address", field="emails")
+    if len(unique) > TEST_SEND_MAX_ADDRESSES:
+        raise InvalidInput(
+            f"emails: at most {TEST_SEND_MAX_ADDRESSES} addresses per test, not {len(unique)}", field="emails"
+        )
+    return list(unique.values())
+
+
+def _test_member(member_id: int | None, actor: Member) -> Member:
+    if member_id is None:
+        return actor
+    member = selectors.preview_member(member_id=member_id)
+    if member is None:
+        raise InvalidInput(f"member: there is no member with id {member_id}", field="member")
+    return member
+
+
+def _test_messages(burst: EmailBurst, member: Member, addresses: list[str]) -> list[tuple[str, bytes]]:
+    prepared = mime.prepare_burst(burst)
+    if prepared.attachment_error:
+        raise InvalidInput(prepared.attachment_error, field="attachments")
+    row = {
+        name: getattr(member, name)
+        for name in ("email", "first_name", "middle_name", "last_name", "username")
+    }
+    # The link of the test page: whoever follows it (or whose mail client posts to it)
+    # unsubscribes nobody, least of all the member the test was rendered for.
+    context = mime.context_for(
+        burst_subject=burst.subject,
+        member=row,
+        member_id=member.pk,
+        unsubscribe_link=settings.SITE_URL + reverse("unsubscribe_test"),
+    )
+    messages = []
+    for address in addresses:
+        try:
+            message = prepared.build(
+                delivery_id=0,
+                to_email=address,
+                to_name="",
+                context=context,
+                subject_prefix=TEST_SUBJECT_PREFIX,
+                message_id=mime.fresh_message_id(burst_id=burst.pk, sender=prepared.envelope_from),
+                unsubscribe_mailto=False,
+            )
+        except TemplateProblem as exc:  # a template limit hit for this member's data
+            raise InvalidInput(exc.message, field=exc.field) from None
+        messages.append((address, message))
+    return messages
+
+
+def _server_problem(error: str) -> str:
+    return f"The mail server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} is not available: {error}"
+
+
+def _test_deliver(sender: str, messages: list[tuple[str, bytes]]) -> tuple[list[str], dict[str, str]]:
+    """Send on one connection; what the server refused is kept per address."""
+    sent: list[str] = []
+    refused: dict[str, str] = {}
+    with SmtpSession() as smtp:
+        for index, (address, message) in enumerate(messages):
+            outcome = smtp.deliver(sender, address, message)
+            if outcome.status == DeliveryStatus.SENT:
+                sent.append(address)
+            elif outcome.burst_fault or outcome.status == DeliveryStatus.CONNECTION_ERROR:
+                problem = _server_problem(outcome.burst_fault or outcome.error)
+                if not sent and not refused:
+                    raise MailServerUnavailable(problem)
+                refused.update({rest: problem for rest, _message in messages[index:]})
+                break
+            else:
+                refused[address] = outcome.error
+    return sent, refused
+
+
+def burst_send_test(
+    *, burst_id: int, emails: Sequence[str], member_id: int | None = None, actor: Member
+) -> BurstTestReport:
+    """Send the burst as `member_id` (default: `actor`, the person asking) would get it to
+    1-10 typed addresses, on one SMTP connection: subject prefixed "[TEST] ", a new
+    Message-ID for every message, and an unsubscribe link to a page that only says it was
+    a test. The burst, its deliveries and its counters are not touched.
+
+    Raises InvalidInput (bad addresses, unknown member, broken templates, or every address
+    refused), MailServerUnavailable (no usable connection, login or sender refused)."""
+    burst = EmailBurst.objects.filter(pk=burst_id).first()
+    if burst is None:
+        raise NotFound("No such email burst")
+    addresses = _test_addresses(emails)
+    member = _test_member(member_id, actor)
     burst_validate(
         subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
     )
-    if not to_member.email:
-        raise InvalidInput("your account has no email address", field="email")
-    prepared = mime.prepare_burst(burst)
-    row = {
-        "email": to_member.email,
-        "first_name": to_member.first_name,
-        "middle_name": to_member.middle_name,
-        "last_name": to_member.last_name,
-        "username": to_member.username,
-    }
-    context = mime.context_for(burst_subject=burst.subject, member=row, member_id=to_member.pk)
-    recipient = mime.encode_recipient(to_member.email)
-    message = prepared.build(
-        delivery_id=0,
-        to_email=recipient,
-        to_name=to_member.get_full_name(),
-        context=context,
-        subject_prefix="[TEST] ",
-    )
-    with SmtpSession() as smtp:
-        outcome = smtp.deliver(prepared.envelope_from, recipient, message)
-    if outcome.status != DeliveryStatus.SENT:
-        raise ServiceError(f"The test message was not accepted: {outcome.error}")
-    return to_member.email
+    messages = _test_messages(burst, member, addresses)
+    sent, refused = _test_deliver(burst.sender, messages)
+    if not sent:
+        reasons = "; ".join(f"{address} ({reply})" for address, reply in refused.items())
+        raise InvalidInput(
+            f"emails: the mail server accepted none of the addresses: {reasons}", field="emails"
+        )
+    return BurstTestReport(sent_to=sent, refused=refused, rendered_for=member)
 
 
 # --- recovery -----------------------------------------------------------------------------------------------

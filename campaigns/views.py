@@ -60,3 +60,12 @@ def resubscribe(request: HttpRequest, member: Member) -> HttpResponse:
     # Checked here, not by the exempt view above: a wrong or missing token is Django's 403.
     members_resubscribe(members=Member.objects.filter(pk=member.pk))
     return page(request, "unsubscribe_resubscribed", {"member": member})
+
+
+# The link of test messages (campaigns.services.burst_send_test): a staff member who
+# clicks it, or whose mail client posts to it (one-click), unsubscribes nobody.
+@csrf_exempt
+@csp_replace(NO_SCRIPT)
+@require_http_methods(["GET", "POST"])
+def unsubscribe_test(request: HttpRequest) -> HttpResponse:
+    return page(request, "unsubscribe_test")

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
-from campaigns.views import unsubscribe
+from campaigns.views import unsubscribe, unsubscribe_test
 from config.admin_login import ThrottledAdminLoginForm
 from config.api import api
 
@@ -13,5 +13,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    # Before the token route: "test" would read as a (bad) token there.
+    path("unsubscribe/test/", unsubscribe_test, name="unsubscribe_test"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
 ]

@@ -151,11 +151,13 @@ class EmailBurstAdmin(ModelAdmin):
         "recipients_summary",
     )
     actions = ["send_now", "schedule_selected", "cancel_selected", "duplicate_as_draft"]
+    # The preview page holds the test form: in plain sight, not in the dropdown.
     actions_detail = [
+        "preview_burst",
         {
             "title": "Check",
             "icon": "fact_check",
-            "items": ["preview_burst", "preflight_burst", "send_test_burst"],
+            "items": ["preflight_burst", "send_test_burst"],
         },
         "schedule_burst",
         "send_burst",
@@ -515,7 +517,7 @@ class EmailBurstAdmin(ModelAdmin):
 
     # --- the burst page's buttons (GET shows a confirmation, POST acts) --------------------------------
 
-    @action(description="Preview", url_path="preview", icon="visibility", permissions=["preview"])
+    @action(description="Preview & test", url_path="preview", icon="visibility", permissions=["preview"])
     def preview_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return views.preview_view(self, request, object_id)
 
@@ -524,12 +526,14 @@ class EmailBurstAdmin(ModelAdmin):
         return views.preflight_view(self, request, object_id)
 
     @action(
-        description="Send a test to me",
+        description="Send a test…",
         url_path="send-test",
         icon="forward_to_inbox",
         permissions=["preview"],
     )
     def send_test_burst(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: the preview page with the test form; POST: send the test. Any staff member
+        who may view the burst may test it."""
         return views.send_test_view(self, request, object_id)
 
     @action(description="Schedule…", url_path="schedule", icon="schedule", permissions=["send"])

@@ -33,6 +33,7 @@ from campaigns.admin.report import live_payload
 from campaigns.admin.resources import DeliveryResource
 from campaigns.models import BurstStatus, EmailBurst
 from campaigns.services import (
+    TEST_SEND_MAX_ADDRESSES,
     burst_cancel,
     burst_pause,
     burst_resume,
@@ -283,35 +284,44 @@ def retry_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) ->
     )
 
 
-# --- send a test to me ------------------------------------------------------------------------------
+# --- send a test ------------------------------------------------------------------------------------
+
+
+def _typed_addresses(text: str) -> list[str]:
+    """Addresses one per line, or separated by commas, semicolons or spaces."""
+    return text.replace(",", " ").replace(";", " ").split()
 
 
 def send_test_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """GET: the preview page, where the test form is. POST: send the test, rendered for
+    the posted member (default: the asking user) to the typed addresses (without an
+    `emails` field: to the asking user's own address)."""
     burst = get_burst(request, object_id)
-    if request.method == "POST":
-        try:
-            address = burst_send_test(burst_id=burst.pk, to_member=request.user)
-        except ServiceError as exc:
-            messages.error(request, f"The test message was not sent: {exc.message}")
-        except OSError as exc:  # the SMTP server is unreachable
-            messages.error(request, f"The test message was not sent: cannot reach the SMTP server ({exc}).")
-        else:
-            messages.success(request, f"A test of “{burst}” was sent to {address}.")
-        return HttpResponseRedirect(_change_url(burst))
-    return _page(
-        model_admin,
-        request,
-        "campaigns/admin/confirm.html",
-        burst,
-        title="Send a test to me",
-        question=(
-            f"Send this burst, rendered for you, to {request.user.email or 'your address (none set!)'}? "
-            "Only you receive it; the burst's deliveries are not touched."
-        ),
-        button="Send the test",
-        danger=False,
-        recipients=None,
-    )
+    if request.method != "POST":
+        return _preview_page(model_admin, request, burst, member_id=_member_id(request.GET.get("member", "")))
+    typed = request.POST.get("emails")
+    if typed is None:
+        emails = [request.user.email] if request.user.email else []
+    else:
+        emails = _typed_addresses(typed)
+    member_id = _member_id(request.POST.get("member", ""))
+    try:
+        report = burst_send_test(burst_id=burst.pk, emails=emails, member_id=member_id, actor=request.user)
+    except ServiceError as exc:
+        messages.error(request, f"The test was not sent: {exc.message}")
+        return _preview_page(model_admin, request, burst, member_id=member_id, test_emails=typed)
+    if report.sent_to:
+        messages.success(
+            request,
+            f"A test of “{burst}”, rendered for {report.rendered_for}, was sent to "
+            f"{', '.join(report.sent_to)}.",
+        )
+    if report.refused:
+        refused = "; ".join(f"{address} ({reply})" for address, reply in report.refused.items())
+        messages.warning(request, f"The mail server did not accept the test for: {refused}.")
+    query = urlencode({"member": report.rendered_for.pk})
+    preview_url = reverse("admin:campaigns_emailburst_preview_burst", args=[burst.pk])
+    return HttpResponseRedirect(f"{preview_url}?{query}")
 
 
 # --- pre-flight and preview ----------------------------------------------------------------------------
@@ -353,18 +363,35 @@ def _preview_frame(html: str | None) -> HttpResponse:
     return HttpResponse(html, content_type="text/html; charset=utf-8")
 
 
+def _member_id(value: str) -> int | None:
+    """A member id typed in a URL or posted by a form; None for anything else."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     burst = get_burst(request, object_id)
+    email = request.GET.get("email", "").strip()
+    member_id = None if email else _member_id(request.GET.get("member", ""))
+    if request.GET.get("part") == "html":
+        _member, _choices, rendered, error = _preview(burst, email=email, member_id=member_id)
+        return _preview_frame(None if error or rendered is None else rendered.html)
+    return _preview_page(model_admin, request, burst, email=email, member_id=member_id)
+
+
+def _preview(
+    burst: EmailBurst, *, email: str, member_id: int | None
+) -> tuple[Member | None, list[Member], selectors.Rendered | None, str]:
+    """The member asked for (by address or id; default: the first recipient), the
+    choices, the rendered parts, and an error to show."""
     choices = selectors.preview_members(burst=burst, limit=PREVIEW_CHOICES)
     member: Member | None = None
     error = ""
-    email = request.GET.get("email", "").strip()
     if email:
         member = selectors.preview_member(email=email)
         if member is None:
             error = f"No member with the address {email}."
-    elif request.GET.get("member", "").isdigit():
-        member = selectors.preview_member(member_id=int(request.GET["member"]))
+    elif member_id is not None:
+        member = selectors.preview_member(member_id=member_id)
     if member is None and not error:
         member = choices[0] if choices else None
     rendered = None
@@ -372,23 +399,41 @@ def preview_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) 
         rendered = selectors.burst_preview(burst_id=burst.pk, member_id=member.pk if member else None)
     except ServiceError as exc:
         error = exc.message
-    if request.GET.get("part") == "html":
-        return _preview_frame(None if error or rendered is None else rendered.html)
+    return member, choices, rendered, error
+
+
+def _preview_page(
+    model_admin: ModelAdmin,
+    request: HttpRequest,
+    burst: EmailBurst,
+    *,
+    email: str = "",
+    member_id: int | None = None,
+    test_emails: str | None = None,
+) -> HttpResponse:
+    """The preview, with the test form under it (its addresses: `test_emails` as typed,
+    or the asking user's own; its member: the one previewed)."""
+    member, choices, rendered, error = _preview(burst, email=email, member_id=member_id)
     frame_query = {"part": "html", **({"member": member.pk} if member else {})}
+    preview_url = reverse("admin:campaigns_emailburst_preview_burst", args=[burst.pk])
     return _page(
         model_admin,
         request,
         "campaigns/admin/preview.html",
         burst,
-        title="Preview",
+        title="Preview & test",
         rendered=rendered,
         subject=_plain(rendered.subject) if rendered else "",
         text=_plain(rendered.text) if rendered else "",
-        frame_url=f"{request.path}?{urlencode(frame_query)}",
+        frame_url=f"{preview_url}?{urlencode(frame_query)}",
         member=member,
         choices=choices,
         email=email,
         error=error,
+        preview_url=preview_url,
+        send_test_url=reverse("admin:campaigns_emailburst_send_test_burst", args=[burst.pk]),
+        test_emails=request.user.email if test_emails is None else test_emails,
+        test_max=TEST_SEND_MAX_ADDRESSES,
     )
 
 

@@ -102,9 +102,14 @@ class PreparedBurst:
         context: dict[str, Any],
         subject_prefix: str = "",
         deadline: float | None = None,
+        message_id: str | None = None,
+        unsubscribe_mailto: bool = True,
     ) -> bytes:
         """One member's message; raises TemplateProblem when a template limit is hit
-        (`deadline`: see CompiledBurst.render)."""
+        (`deadline`: see CompiledBurst.render).
+
+        A test send gives its own `message_id` (a fresh one per message) and leaves out
+        the `mailto:` unsubscribe, which would unsubscribe whoever got the test."""
         subject, text, html = self.compiled.render(context, deadline=deadline)
         subject = subject_prefix + subject
         url = context["unsubscribe_url"]
@@ -118,12 +123,12 @@ class PreparedBurst:
             f"To: {_address(to_name, to_email)}",
             f"Subject: {_encode_header(subject)}",
             f"Date: {_date_header(int(time.time()))}",
-            f"Message-ID: {message_id(burst_id=self.burst_id, delivery_id=delivery_id, sender=self.envelope_from)}",
+            f"Message-ID: {message_id or _delivery_message_id(burst_id=self.burst_id, delivery_id=delivery_id, sender=self.envelope_from)}",
         ]
         if self.reply_to:
             headers.append(f"Reply-To: {self.reply_to}")
         unsub = f"<{url}>"
-        if settings.UNSUBSCRIBE_MAILTO:
+        if settings.UNSUBSCRIBE_MAILTO and unsubscribe_mailto:
             unsub += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
         headers += [
             f"List-Id: {self.list_id}",
@@ -211,7 +216,17 @@ def _prepare_cached(burst_id: int, updated_at: datetime) -> PreparedBurst:
     )
 
 
-def context_for(*, burst_subject: str, member: dict[str, Any], member_id: int | None) -> dict[str, Any]:
+def context_for(
+    *,
+    burst_subject: str,
+    member: dict[str, Any],
+    member_id: int | None,
+    unsubscribe_link: str | None = None,
+) -> dict[str, Any]:
+    """The template context of one member; `unsubscribe_link` replaces the member's own
+    link (a test send's link, which unsubscribes nobody)."""
+    if unsubscribe_link is None:
+        unsubscribe_link = unsubscribe_url(member_id) if member_id else settings.SITE_URL
     return member_context(
         first_name=member.get("first_name") or "",
         middle_name=member.get("middle_name") or "",
@@ -219,7 +234,7 @@ def context_for(*, burst_subject: str, member: dict[str, Any], member_id: int | 
         email=member.get("email") or "",
         username=member.get("username") or "",
         subject=burst_subject,
-        unsubscribe_url=unsubscribe_url(member_id) if member_id else settings.SITE_URL,
+        unsubscribe_url=unsubscribe_link,
     )
 
 
@@ -243,3 +258,14 @@ def message_id(*, burst_id: int, delivery_id: int, sender: str) -> str:
     """Stable across retries, so a receiver can tell a retry from a new message."""
     domain = sender.rsplit("@", 1)[-1].lower() or "localhost"
     return f"<burst{burst_id}.delivery{delivery_id}@{domain}>"
+
+
+# `build` has a parameter of the same name.
+_delivery_message_id = message_id
+
+
+def fresh_message_id(*, burst_id: int, sender: str) -> str:
+    """A new id for every test message: a test is a new message each time, never a
+    retry of an earlier one (nor of a delivery)."""
+    domain = sender.rsplit("@", 1)[-1].lower() or "localhost"
+    return f"<burst{burst_id}.test.{uuid.uuid4().hex}@{domain}>"

@@ -27,6 +27,7 @@ NEW_MEMBER = {"username": "newbie", "email": "newbie@example.test"}
 BURST = {"subject": "Hi {{ member.first_name }}", "body": "Hello"}
 LATER = object()  # {"send_at": <an hour from now>}
 LOGIN = {"username": "sam.staff", "password": "staff-pass-1234"}
+TEST_SEND = {"emails": ["tester@example.test"]}
 
 # method, path, body,                                     anon member nosend staff  root
 MATRIX = [
@@ -92,6 +93,11 @@ MATRIX = [
     ("GET", "/api/email-burst/{sent}/deliveries/", None,    401, 403, 200, 200, 200),
     ("POST", "/api/email-burst/{draft}/attachments/", UPLOAD, 401, 403, 201, 201, 201),
     ("POST", "/api/email-burst/{draft}/attachments/", GARBAGE, 401, 403, 422, 422, 422),
+    # before sending: any staff member who may view a burst may test it
+    ("POST", "/api/email-burst/{draft}/test/", TEST_SEND, 401, 403, 202, 202, 202),
+    ("POST", "/api/email-burst/{draft}/test/", GARBAGE, 401, 403, 422, 422, 422),
+    ("GET", "/api/email-burst/{draft}/preview/", None,      401, 403, 200, 200, 200),
+    ("GET", "/api/email-burst/{draft}/preflight/", None,    401, 403, 200, 200, 200),
     # system
     ("GET", "/api/test/emailer/", None,                     401, 403, 200, 200, 200),
 ]  # fmt: skip
@@ -141,7 +147,7 @@ def test_authorisation_matrix(row, role, world, request):
     expected = dict(zip(ROLES, expected_by_role, strict=True))[role]
     user = world["users"][role]
     api = Api(access_token(user) if user else None)
-    if "/test/emailer/" in path:
+    if "/test/" in path:  # the SMTP check and test sends
         request.getfixturevalue("smtp_settings")
     path = path.format(**{k: v for k, v in world.items() if k != "users"})
 

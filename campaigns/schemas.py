@@ -13,7 +13,8 @@ from common.api import MAX_ID, Bool, Email, EmailOrBlank, Id, Line, PageOut, Pag
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 BurstName = Annotated[Line, StringConstraints(max_length=200)]
-Body = Annotated[Text, StringConstraints(min_length=1)]
+# May be empty when there is an HTML body (the service refuses both empty).
+Body = Text
 FromName = Annotated[Line, StringConstraints(max_length=100)]
 SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
 
@@ -87,7 +88,11 @@ class BurstIn(Schema):
 
     name: BurstName = Field("", description="The campaign's name for staff (optional, never mailed).")
     subject: Subject = Field(description="At most 200 characters, one line.")
-    body: Body = Field(description="Plain-text body.")
+    body: Body = Field(
+        "",
+        description="Plain-text body. May be empty when html_body is given: the text part is then "
+        'generated from the HTML (422 "body or html_body is required" when both are empty).',
+    )
     html_body: Text = ""
     sender: EmailOrBlank = Field("", description="From address; blank: the configured SENDER_EMAIL.")
     from_name: FromName = ""

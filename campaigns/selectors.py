@@ -47,7 +47,15 @@ from campaigns.models import (
     counter_field,
 )
 from campaigns.templating import TemplateProblem, compile_burst
-from campaigns.validation import burst_validate
+from campaigns.validation import (
+    MERGE_FIELDS,
+    WARNING,
+    Check,
+    Usage,
+    burst_checks,
+    empty_field_example,
+    merge_fields_used,
+)
 from common.errors import InvalidInput, NotFound
 from members.models import ListMembership, Member, MemberTally
 from members.segments import EVERYONE, Within, member_range, rules_q
@@ -442,28 +450,116 @@ class Preflight:
     skipped: dict[str, int] = field(default_factory=dict)
     render_failures: list[tuple[int, str, str]] = field(default_factory=list)
     render_checked: int = 0
-    template_error: str = ""
+    template_error: str = ""  # the first error, as a send would refuse it
+    errors: list[Check] = field(default_factory=list)  # each refuses the send
+    warnings: list[Check] = field(default_factory=list)  # worth a look; the send goes ahead
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
 
+def _would_mail(burst: EmailBurst) -> QuerySet[Member]:
+    """The burst's recipients who would be mailed now (no skip reason)."""
+    return (
+        burst_recipients(burst).annotate(reason=skip_reason_expression(burst_id=burst.pk)).filter(reason="")
+    )
+
+
+# How a merge field is named to staff, and the stand-in its hint suggests.
+EMPTY_FIELD_WORDS = {
+    "first_name": ("no first name", "friend"),
+    "middle_name": ("no middle name", ""),
+    "last_name": ("no last name", "member"),
+    "full_name": ("no name at all", "friend"),
+    "username": ("no username", "friend"),
+}
+
+
+def _empty(field_name: str) -> Q:
+    if field_name == "full_name":
+        return Q(first_name="", middle_name="", last_name="")
+    return Q(**{field_name: ""})
+
+
+def _empty_field_warning(*, field_name: str, count: int, part: str, usage: Usage, example: str) -> Check:
+    missing, stand_in = EMPTY_FIELD_WORDS[field_name]
+    people = f"{count:,} recipient{' has' if count == 1 else 's have'}"
+    variable = f"{{{{ member.{field_name} }}}}"
+    if stand_in:
+        hint = f'use {{{{ member.{field_name}|default:"{stand_in}" }}}} to show a word of your choice instead'
+    else:
+        hint = f"use {{% if member.{field_name} %}}…{{% endif %}} around it"
+    return Check(
+        level=WARNING,
+        field=part,
+        message=f"{people} {missing}: {variable} renders empty for them; {hint}.",
+        line=usage.line,
+        snippet=usage.snippet,
+        count=count,
+        example=example,
+    )
+
+
+def burst_empty_field_warnings(*, burst: EmailBurst) -> list[Check]:
+    """For each member field the templates render bare, how many of the recipients who
+    would be mailed have it empty (one COUNT query for all fields, whatever the
+    audience), with what one of them would read."""
+    used = merge_fields_used(subject=burst.subject, body=burst.body, html_body=burst.html_body)
+    if not used:
+        return []
+    recipients = _would_mail(burst)
+    # Aliases apart from the fields' names, which the filters read.
+    counted = recipients.aggregate(**{f"empty_{name}": Count("pk", filter=_empty(name)) for name in used})
+    counts = {name: counted[f"empty_{name}"] for name in used}
+    warnings = []
+    compiled = None
+    for name in MERGE_FIELDS:
+        if not counts.get(name):
+            continue
+        part, usage = used[name]
+        row = recipients.filter(_empty(name)).order_by("pk").values(*PREVIEW_FIELDS).first()
+        example = ""
+        if row is not None:
+            try:
+                compiled = compiled or compile_burst(
+                    subject=burst.subject, body=burst.body, html_body=burst.html_body
+                )
+            except TemplateProblem:
+                return []
+            context = context_for(burst_subject=burst.subject, member=row, member_id=row["pk"])
+            example = empty_field_example(compiled=compiled, context=context, part=part, field=name)
+        warnings.append(
+            _empty_field_warning(field_name=name, count=counts[name], part=part, usage=usage, example=example)
+        )
+    return warnings
+
+
+def burst_send_checks(*, burst: EmailBurst) -> tuple[list[Check], list[Check]]:
+    """The burst's errors (each refuses a send) and warnings, as it stands now."""
+    checks = burst_checks(
+        subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
+    )
+    errors = [check for check in checks if check.is_error]
+    warnings = [check for check in checks if not check.is_error]
+    if not errors:
+        warnings = burst_empty_field_warnings(burst=burst) + warnings
+    return errors, warnings
+
+
 def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int = 5000) -> Preflight:
-    """What a send would do now, without sending: counts, skip reasons, render failures."""
+    """What a send would do now, without sending: counts, skip reasons, errors and
+    warnings of the templates, render failures."""
     burst = EmailBurst.objects.get(pk=burst_id)
     result = Preflight()
-    try:
-        burst_validate(
-            subject=burst.subject, body=burst.body, html_body=burst.html_body, from_name=burst.from_name
-        )
-    except InvalidInput as exc:
-        result.template_error = exc.message
-        return result
-    prepared = prepare_burst(burst)
     counts = burst_skip_counts(burst=burst)
     result.to_send = counts.pop("", 0)
     result.skipped = counts
+    result.errors, result.warnings = burst_send_checks(burst=burst)
+    if result.errors:
+        result.template_error = result.errors[0].sentence
+        return result
+    prepared = prepare_burst(burst)
     # One request's worth of rendering: each member also keeps its own budget; the
     # counts above are exact, rendering is checked on a large sample.
     render_until = time.monotonic() + PREFLIGHT_RENDER_SECONDS

@@ -218,6 +218,10 @@ class FieldError(Schema):
     field: str = Field(description="The offending field; `body` when the body as a whole is wrong.")
     msg: str = Field(description="Why the value was refused.")
     type: str
+    line: int | None = Field(
+        None, description="For a template: the line of the field where the problem is (1 is the first)."
+    )
+    snippet: str | None = Field(None, description="For a template: the offending text, shortened.")
 
 
 class ValidationErrorOut(Schema):

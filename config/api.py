@@ -31,7 +31,7 @@ from campaigns import heartbeat, tasks
 from campaigns.api import router as campaigns_router
 from campaigns.engine import smtp_check
 from common.api import ErrorOut, body_size_check, error_status, responses, staff_auth
-from common.errors import ServiceError, Throttled
+from common.errors import InvalidInput, ServiceError, Throttled
 from members.api import audiences_router, auth_router, members_router
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,11 @@ def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
     status = error_status(exc)
     if status == 422:
         field = exc.field or "body"
-        return invalid(request, [_item(["body", field], exc.message, field=field)])
+        item = _item(["body", field], exc.message, field=field)
+        # A template's problem also says where it is (absent from every other 422).
+        if isinstance(exc, InvalidInput) and (exc.line is not None or exc.snippet):
+            item.update(line=exc.line, snippet=exc.snippet)
+        return invalid(request, [item])
     # A 404 reads like every other 404 of the API; the message naming the object is the admin's.
     detail = "Not Found" if status == 404 else exc.message
     response = api.create_response(request, {"detail": detail}, status=status)

@@ -4,14 +4,22 @@ schedule (a local date and time in TIME_ZONE), retry (error classes)."""
 from __future__ import annotations
 
 from datetime import datetime
+from html.parser import HTMLParser
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import format_html
+from unfold.contrib.forms.widgets import WysiwygWidget
 from unfold.forms import PaginationInlineFormSet
-from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminTextInputWidget
+from unfold.widgets import (
+    UnfoldAdminCheckboxSelectMultipleWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+)
 
 from campaigns.models import DeliveryStatus, EmailAttachment, EmailBurst
 from campaigns.services import (
@@ -20,10 +28,94 @@ from campaigns.services import (
     attachment_limits_check,
     send_at_check,
 )
-from campaigns.validation import burst_validate
+from campaigns.validation import Check, burst_checks
 from common.errors import InvalidInput, ServiceError
 
 TEMPLATE_FIELDS = ("subject", "body", "html_body", "from_name")
+
+
+# --- the HTML body's editor -----------------------------------------------------------------------
+
+# What the rich-text editor (trix) can hold: anything else it drops when it loads the
+# HTML (tables, styles, classes, images, comments...).
+TRIX_ELEMENTS = frozenset(
+    {"div", "p", "br", "strong", "b", "em", "i", "u", "del", "s", "strike", "a"}
+    | {"h1", "h2", "h3", "h4", "ul", "ol", "li", "blockquote", "pre"}
+)
+
+
+class _TrixFit(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.fits = True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in TRIX_ELEMENTS or any(name != "href" or tag != "a" for name, _value in attrs):
+            self.fits = False
+
+    handle_startendtag = handle_starttag
+
+    def handle_comment(self, data: str) -> None:
+        self.fits = False
+
+    def handle_decl(self, decl: str) -> None:
+        self.fits = False
+
+
+def trix_can_hold(html: str) -> bool:
+    """Whether the rich-text editor can load `html` without dropping markup: if not,
+    the HTML body opens as raw HTML (the page's script checks again in the browser)."""
+    if "{%" in html:
+        return False  # block tags around elements would be moved by the editor
+    finder = _TrixFit()
+    finder.feed(html)
+    finder.close()
+    return finder.fits
+
+
+class HtmlBodyWidget(WysiwygWidget):
+    """unfold's rich-text editor (trix) for the HTML body, with a "Raw HTML" mode.
+
+    Both editors are on the page; the one in use carries the field's name, so only
+    its value is posted (`campaigns/admin/html_body_editor.js` switches them). A body
+    the rich-text editor would damage opens as raw HTML."""
+
+    class Media:
+        css = {"all": ("campaigns/admin/html_body_editor.css",)}
+        js = ("campaigns/admin/html_body_editor.js",)
+
+    def render(self, name: str, value: Any, attrs: dict | None = None, renderer: Any = None) -> str:
+        value = "" if value is None else str(value)
+        raw = not trix_can_hold(value)
+        field_id = (attrs or {}).get("id") or f"id_{name}"
+        rich_id = f"wysiwyg-{name}"
+        textarea = UnfoldAdminTextareaWidget(attrs={"rows": 16, "spellcheck": "false", "class": "font-mono"})
+        return format_html(
+            '<div class="emailer-html-editor" data-html-editor data-name="{name}" data-mode="{mode}">'
+            '<div class="emailer-editor-tabs" role="group" aria-label="Editor">'
+            '<button type="button" data-editor-mode="rich" aria-controls="{rich_id}">Rich text</button>'
+            '<button type="button" data-editor-mode="raw" aria-controls="{field_id}">Raw HTML</button>'
+            "</div>"
+            '<p class="emailer-editor-note" data-editor-note role="status"></p>'
+            '<div data-editor-pane="rich"{rich_hidden}>{toolbar}'
+            '<input type="hidden" name="{rich_name}" id="{rich_id}" value="{rich_value}">'
+            '<div class="max-w-4xl relative">'
+            '<trix-editor input="{rich_id}" class="{classes}" aria-label="HTML body"></trix-editor>'
+            "</div></div>"
+            '<div data-editor-pane="raw"{raw_hidden}>{textarea}</div>'
+            "</div>",
+            name=name,
+            mode="raw" if raw else "rich",
+            rich_id=rich_id,
+            field_id=field_id,
+            rich_hidden=" hidden" if raw else "",
+            raw_hidden="" if raw else " hidden",
+            toolbar=render_to_string("unfold/forms/helpers/toolbar.html"),
+            rich_name="" if raw else name,
+            rich_value="" if raw else value,
+            classes=self.attrs.get("class", ""),
+            textarea=textarea.render(name if raw else "", value, {"id": field_id}, renderer),
+        )
 
 
 class EmailBurstForm(forms.ModelForm):
@@ -49,28 +141,42 @@ class EmailBurstForm(forms.ModelForm):
         help_texts = {
             "subject": "A Django template, e.g. “News for {{ member.first_name|default:'you' }}”.",
             "body": "Plain text, a Django template: {{ member.first_name }}, {{ member.full_name }}, "
-            "{{ member.email }}, {{ unsubscribe_url }}.",
-            "html_body": "Optional HTML version, a Django template (auto-escaped).",
+            "{{ member.email }}, {{ unsubscribe_url }}. Leave it empty to have it made from the HTML body.",
+            "html_body": "Optional HTML version, a Django template (auto-escaped). Edit it as rich text or "
+            "as raw HTML; CSS of a style block is copied into the elements when the burst is sent.",
             "all_members": "Send to every active, subscribed member at send time (staff included); "
             "the chosen recipients are then ignored.",
             "recipients": "Type a name or an email address to add members.",
         }
+        widgets = {"html_body": HtmlBodyWidget}
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if not any(name in self.errors for name in TEMPLATE_FIELDS) and "subject" in data and "body" in data:
-            try:
-                # The engine's own checks: header injection, templates that do not
-                # compile or use a tag outside the whitelist ({% load %}, {% include %} ...).
-                burst_validate(**{name: data.get(name) or "" for name in TEMPLATE_FIELDS})
-            except InvalidInput as exc:
-                self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        if not any(name in self.errors for name in TEMPLATE_FIELDS) and "subject" in data:
+            # The engine's own checks: header injection, broken tags, templates that do
+            # not compile or use a tag outside the whitelist, variables a burst does not
+            # have, dangerous HTML. Each error on its field, with its line.
+            values = {name: data.get(name) or "" for name in TEMPLATE_FIELDS}
+            for check in burst_checks(**values):
+                if check.is_error:
+                    field = check.field if check.field in self.fields else None
+                    self.add_error(field, field_error(check))
         if data.get("all_members") and data.get("recipients"):
             self.add_error(
                 "recipients",
                 "Choose members or “All subscribed members”, not both: clear one of them.",
             )
         return data
+
+
+def field_error(check: Check) -> str:
+    """A check as the admin shows it on its field: "Line 2: … — “snippet”"."""
+    text = check.message[:1].upper() + check.message[1:]
+    if check.line:
+        text = f"Line {check.line}: {text}"
+    if check.snippet:
+        text += f" — “{check.snippet}”"
+    return text
 
 
 class AttachmentForm(forms.ModelForm):

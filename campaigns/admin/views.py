@@ -181,6 +181,8 @@ def state_change_view(
         messages.warning(request, f"“{burst}” cannot be {_past(verb)}: {skip_reason(verb, burst.status)}.")
         return HttpResponseRedirect(_change_url(burst))
     recipients = selectors.burst_recipient_count(burst_id=burst.pk)
+    # Before a send: what would refuse it, and what is worth a look first.
+    errors, warnings = selectors.burst_send_checks(burst=burst) if verb == BurstAction.SEND else ([], [])
     return _page(
         model_admin,
         request,
@@ -191,6 +193,8 @@ def state_change_view(
         button=change.button,
         danger=change.danger,
         recipients=recipients,
+        errors=errors,
+        warnings=warnings,
     )
 
 

@@ -93,6 +93,7 @@ def test_import_send_watch_and_retry(
     page.goto("/admin/campaigns/emailburst/add/")
     page.fill("input[name=subject]", "Autumn news for {{ member.first_name }}")
     page.fill("textarea[name=body]", "Dear {{ member.first_name }},\n\nOur autumn programme is out.\n")
+    page.click("[data-editor-mode=raw]")  # the HTML body as raw HTML, not in the rich-text editor
     page.fill(
         "textarea[name=html_body]", "<p>Dear {{ member.first_name }},</p><p>Our <b>autumn</b> programme.</p>"
     )

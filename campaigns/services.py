@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Q, Sum, Value
+from django.db.models import Count, Exists, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
@@ -1029,3 +1029,29 @@ def member_unsubscribe(*, member_id: int) -> bool:
             unsubscribed_at=timezone.now()
         )
     )
+
+
+def burst_draft_for_members(*, members: QuerySet[Member], created_by: Member | None = None) -> EmailBurst:
+    """A new draft addressed to these members (the members list's action): chosen in
+    one `INSERT … SELECT`; its subject and body are for staff to write before sending."""
+    with transaction.atomic():
+        burst = EmailBurst.objects.create(
+            name=f"Draft of {timezone.localtime():%Y-%m-%d %H:%M} to selected members",
+            subject="",
+            body="",
+            created_by=created_by,
+        )
+        through = EmailBurst.recipients.through
+        try:
+            select, params = (
+                members.order_by().annotate(mid=F("pk")).values_list("mid").distinct().query.sql_with_params()
+            )
+        except EmptyResultSet:  # nobody chosen
+            return burst
+        table = connection.ops.quote_name(through._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (emailburst_id, member_id) SELECT %s, m.mid FROM ({select}) AS m",
+                [burst.pk, *params],
+            )
+    return burst

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib.auth import password_validation
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -425,7 +426,10 @@ def list_members_add(
     mailing_list = _get(MailingList, list_id)
     if members is None:
         members = Member.objects.filter(pk__in=_member_ids_check(member_ids))
-    select, params = members.order_by().annotate(mid=F("pk")).values_list("mid").query.sql_with_params()
+    try:
+        select, params = members.order_by().annotate(mid=F("pk")).values_list("mid").query.sql_with_params()
+    except EmptyResultSet:  # nobody chosen
+        return 0
     table = connection.ops.quote_name(ListMembership._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(

@@ -7,9 +7,10 @@ from typing import Any
 from django.core.validators import EMPTY_VALUES
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from unfold.contrib.filters.admin import RadioFilter, RangeDateFilter
+from unfold.contrib.filters.admin import DropdownFilter, RadioFilter, RangeDateFilter
 from unfold.utils import parse_date_str
 
+from members import selectors
 from members.models import Member
 
 
@@ -41,3 +42,21 @@ class JoinedDateRangeFilter(RangeDateFilter):
                     return None
                 filters[f"{self.parameter_name}{lookup}"] = parsed
         return queryset.filter(**filters)
+
+
+class MailingListFilter(DropdownFilter):
+    """Members on one mailing list (`?mailing_list=<id>`, the lists page links here)."""
+
+    title = "mailing list"
+    parameter_name = "mailing_list"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in selectors.mailing_lists().values_list("pk", "name")[:500]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Member]) -> QuerySet[Member]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not str(value).isdigit():
+            return queryset.none()
+        return queryset.filter(pk__in=selectors.list_members(list_id=int(value)).values("pk"))

@@ -21,13 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html_join
 from django.utils.translation import ngettext
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, XLSX
@@ -37,9 +40,10 @@ from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserCreationForm
 
-from common.errors import Forbidden
-from members import services
-from members.admin.filters import JoinedDateRangeFilter, SubscribedFilter
+from campaigns.services import burst_draft_for_members
+from common.errors import Forbidden, ServiceError
+from members import selectors, services
+from members.admin.filters import JoinedDateRangeFilter, MailingListFilter, SubscribedFilter
 from members.admin.forms import MemberChangeForm
 from members.admin.importing import SkipInvalidRowsImportMixin
 from members.admin.timeline import timeline_context
@@ -57,6 +61,7 @@ PROFILE_FIELDS: Fields = (
     "birth_date",
     "is_verified",
     "subscribed",
+    "lists_display",
 )
 # What a superuser sees on the second tab.
 ACCOUNT_FIELDS: Fields = (
@@ -113,6 +118,7 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
         ("is_verified", BooleanRadioFilter),
         ("is_active", BooleanRadioFilter),
         SubscribedFilter,
+        MailingListFilter,
         ("date_joined", JoinedDateRangeFilter),
     )
     list_filter_submit = True
@@ -120,14 +126,21 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
     search_help_text = "Search by name, username or email"
     ordering = ("id",)
     list_per_page = 50
-    actions = ["mark_verified", "unsubscribe", "resubscribe"]
+    actions = [
+        "mark_verified",
+        "unsubscribe",
+        "resubscribe",
+        "add_to_list",
+        "remove_from_list",
+        "new_burst_to_selected",
+    ]
     change_form_outer_before_template = "members/admin/delivery_summary.html"
     change_form_outer_after_template = "members/admin/delivery_timeline.html"
     # A superuser's view; get_fieldsets gives other staff theirs.
     fieldsets = (tab("Profile", PROFILE_FIELDS), tab("Account", ACCOUNT_FIELDS))
     # Records, not input: set by logins, sign-up and the subscription actions (and an
     # edited date could be one the database cannot hold in another time zone).
-    readonly_fields = ("last_login", "date_joined", "unsubscribed_at")
+    readonly_fields = ("last_login", "date_joined", "unsubscribed_at", "lists_display")
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
@@ -190,7 +203,94 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
             messages.SUCCESS,
         )
 
+    @action(description="Add to list…", permissions=["change"])
+    def add_to_list(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
+        return self._list_action(request, queryset, adding=True)
+
+    @action(description="Remove from list…", permissions=["change"])
+    def remove_from_list(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
+        return self._list_action(request, queryset, adding=False)
+
+    def _list_action(
+        self, request: HttpRequest, queryset: QuerySet[Member], *, adding: bool
+    ) -> TemplateResponse | None:
+        """Choose the list on a page of its own, then add (or remove) every selected
+        member in one statement, "select all" across pages included."""
+        chosen, error = request.POST.get("mailing_list", ""), ""
+        if "apply" in request.POST:
+            try:
+                list_id = int(chosen)
+                if adding:
+                    count = services.list_members_add(list_id=list_id, members=queryset)
+                else:
+                    count = services.list_members_remove(list_id=list_id, members=queryset)
+            except (ValueError, ServiceError) as exc:
+                error = getattr(exc, "message", "") or "Choose a list."
+            else:
+                name = selectors.mailing_lists().filter(pk=list_id).values_list("name", flat=True).first()
+                done = "added to" if adding else "removed from"
+                self.message_user(
+                    request,
+                    ngettext("%(n)d member %(done)s “%(name)s”.", "%(n)d members %(done)s “%(name)s”.", count)
+                    % {"n": count, "done": done, "name": name},
+                    messages.SUCCESS,
+                )
+                return None
+        select_across = request.POST.get("select_across") == "1"
+        selected = [] if select_across else request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        n = queryset.count() if select_across else len(selected)
+        verb = "Add" if adding else "Remove"
+        return TemplateResponse(
+            request,
+            "members/admin/list_action.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"{verb} {n:,} member{'s' if n != 1 else ''} {'to' if adding else 'from'} a list",
+                "question": (
+                    "Members already on the list stay as they are."
+                    if adding
+                    else "Members not on the list are left alone. Nobody is deleted."
+                ),
+                "button": "Add to the list" if adding else "Remove from the list",
+                "lists": list(selectors.mailing_lists()[:500]),
+                "chosen": chosen,
+                "error": error,
+                "action_name": "add_to_list" if adding else "remove_from_list",
+                "select_across": select_across,
+                "selected": selected,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "changelist_url": reverse("admin:members_member_changelist") + _preserved_filters(request),
+                "add_list_url": reverse("admin:members_mailinglist_add"),
+            },
+        )
+
+    @action(description="New burst to the selected members", permissions=["view"])
+    def new_burst_to_selected(self, request: HttpRequest, queryset: QuerySet[Member]) -> HttpResponse:
+        if not request.user.has_perm("campaigns.add_emailburst"):
+            self.message_user(request, "You may not create bursts.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        burst = burst_draft_for_members(members=queryset, created_by=request.user)
+        self.message_user(
+            request,
+            f"A new draft addressed to the {burst.recipients.count():,} selected members: "
+            "write its subject and body, then send or schedule it.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:campaigns_emailburst_change", args=[burst.pk]))
+
     # --- member page ---------------------------------------------------------------------
+
+    @display(description="Mailing lists")
+    def lists_display(self, member: Member) -> str:
+        lists = selectors.member_lists(member_id=member.pk) if member.pk else []
+        if not lists:
+            return "On no list."
+        return format_html_join(
+            ", ",
+            '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>',
+            ((reverse("admin:members_mailinglist_change", args=[m.pk]), m.name) for m in lists),
+        )
 
     def change_view(
         self,
@@ -282,3 +382,9 @@ class MemberAdmin(SkipInvalidRowsImportMixin, BaseUserAdmin, ModelAdmin, ImportE
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
+
+
+def _preserved_filters(request: HttpRequest) -> str:
+    """The changelist's filters, so the list page comes back as it was."""
+    query = request.GET.urlencode()
+    return f"?{query}" if query else ""

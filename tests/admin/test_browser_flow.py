@@ -120,7 +120,7 @@ def test_import_send_watch_and_retry(
     page.goto(f"/admin/campaigns/emailburst/{burst.pk}/change/")
     page.locator("#progress-bar").wait_for()
     screenshot(page, "flow-04-burst-sending", full_page=False)
-    # The page polls the progress view and reloads itself once the burst is done.
+    # The page polls the progress view and updates itself in place until the burst is done.
     page.wait_for_selector("#delivery-report[data-status=sent]", timeout=60_000)
     assert page.locator("#progress-percent").get_attribute("data-percent") == "100.0"
     assert report_figure(page, "total") == 48
@@ -131,7 +131,7 @@ def test_import_send_watch_and_retry(
         "() => { const c = Chart.getChart(document.getElementById('status-chart'));"
         " return {labels: c.data.labels, data: c.data.datasets[0].data}; }"
     )
-    assert dict(zip(chart["labels"], chart["data"], strict=True)) == {"Sent": 45, "Not found": 1, "Failed": 2}
+    assert dict(zip(chart["labels"], chart["data"], strict=True)) == {"Sent": 45, "Not found": 1, "Rejected": 2}
     failed_rows = page.locator("#deliveries-table tr.delivery-row[data-status=failed]")
     page.click("[data-status-tab=failed]")
     page.wait_for_url(re.compile(r".*dstatus=failed.*"))

@@ -561,7 +561,7 @@ def test_report_figures_and_chart(root_client, sent_burst):
         "Sent": 6,
         "Skipped": 1,
         "Not found": 1,
-        "Failed": 1,
+        "Rejected": 1,
     }
     html = page.content.decode()
     assert 'data-type="doughnut"' in html and 'id="progress-bar"' in html
@@ -571,7 +571,9 @@ def test_report_figures_and_chart(root_client, sent_burst):
 
 def test_progress_json(root_client, members):
     burst = BurstFactory(subject="Live", status=BurstStatus.SENDING, recipients=members)
-    EmailBurst.objects.filter(pk=burst.pk).update(started_at=timezone.now() - timedelta(seconds=10))
+    EmailBurst.objects.filter(pk=burst.pk).update(
+        started_at=timezone.now() - timedelta(seconds=10), sending_seconds=10
+    )
     DeliveryFactory.create_for(
         burst, members, status=lambda i: DeliveryStatus.SENT if i < 4 else DeliveryStatus.PENDING
     )

@@ -88,6 +88,7 @@ def test_a_superuser_sees_profile_then_account_with_the_rights(root_client, memb
         "birth_date",
         "is_verified",
         "subscribed",
+        "lists_display",
     }
     assert account == {"password", "is_active", "last_login", "date_joined", *RIGHTS}
     assert RIGHTS <= input_names(response)

@@ -282,7 +282,15 @@ def test_no_bulk_action_touches_an_account(editor_client, colleague):
     """The member actions change mailing state only; none deactivates or promotes anyone."""
     page = editor_client.get(MEMBERS)
     actions = {value for value, _ in page.context["action_form"].fields["action"].choices if value}
-    assert actions == {"delete_selected", "mark_verified", "unsubscribe", "resubscribe"}
+    assert actions == {
+        "delete_selected",
+        "mark_verified",
+        "unsubscribe",
+        "resubscribe",
+        "add_to_list",
+        "remove_from_list",
+        "new_burst_to_selected",
+    }
     response = run_action(editor_client, "unsubscribe", [colleague])
     assert "1 member unsubscribed." in messages_of(response)
     colleague.refresh_from_db()

@@ -362,6 +362,8 @@ def test_stats(as_staff):
         "pending_count": 1,
         "skipped_count": 1,
         "success_rate": 50.0,
+        "retrying_count": 0,
+        "next_retry_at": None,
         "status_counts": {
             "pending": 1,
             "sent": 3,

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from campaigns.models import BurstStatus, DeliveryStatus
+from members import services as member_services
 from tests.api.conftest import Api, access_token
 from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
@@ -28,6 +29,12 @@ BURST = {"subject": "Hi {{ member.first_name }}", "body": "Hello"}
 LATER = object()  # {"send_at": <an hour from now>}
 LOGIN = {"username": "sam.staff", "password": "staff-pass-1234"}
 TEST_SEND = {"emails": ["tester@example.test"]}
+NEW_LIST = {"name": "Volunteers"}
+NO_MEMBERS = {"members": []}
+NEW_SEGMENT = {
+    "name": "Verified",
+    "rules": {"match": "all", "conditions": [{"field": "is_verified", "op": "is", "value": True}]},
+}
 
 # method, path, body,                                     anon member nosend staff  root
 MATRIX = [
@@ -98,6 +105,29 @@ MATRIX = [
     ("POST", "/api/email-burst/{draft}/test/", GARBAGE, 401, 403, 422, 422, 422),
     ("GET", "/api/email-burst/{draft}/preview/", None,      401, 403, 200, 200, 200),
     ("GET", "/api/email-burst/{draft}/preflight/", None,    401, 403, 200, 200, 200),
+    # mailing lists and segments: staff only
+    ("GET", "/api/lists/", None,                            401, 403, 200, 200, 200),
+    ("POST", "/api/lists/", NEW_LIST,                       401, 403, 201, 201, 201),
+    ("POST", "/api/lists/", GARBAGE,                        401, 403, 422, 422, 422),
+    ("GET", "/api/lists/{list}/", None,                     401, 403, 200, 200, 200),
+    ("PUT", "/api/lists/{list}/", NEW_LIST,                 401, 403, 200, 200, 200),
+    ("PUT", "/api/lists/{list}/", GARBAGE,                  401, 403, 422, 422, 422),
+    ("PATCH", "/api/lists/{list}/", {"description": "D"},   401, 403, 200, 200, 200),
+    ("DELETE", "/api/lists/{list}/", None,                  401, 403, 204, 204, 204),
+    ("GET", "/api/lists/{list}/members/", None,             401, 403, 200, 200, 200),
+    ("POST", "/api/lists/{list}/members/", NO_MEMBERS,      401, 403, 200, 200, 200),
+    ("POST", "/api/lists/{list}/members/", GARBAGE,         401, 403, 422, 422, 422),
+    ("POST", "/api/lists/{list}/members/remove/", NO_MEMBERS, 401, 403, 200, 200, 200),
+    ("POST", "/api/lists/{list}/members/remove/", GARBAGE,  401, 403, 422, 422, 422),
+    ("GET", "/api/segments/", None,                         401, 403, 200, 200, 200),
+    ("POST", "/api/segments/", NEW_SEGMENT,                 401, 403, 201, 201, 201),
+    ("POST", "/api/segments/", GARBAGE,                     401, 403, 422, 422, 422),
+    ("GET", "/api/segments/{segment}/", None,               401, 403, 200, 200, 200),
+    ("PUT", "/api/segments/{segment}/", NEW_SEGMENT,        401, 403, 200, 200, 200),
+    ("PUT", "/api/segments/{segment}/", GARBAGE,            401, 403, 422, 422, 422),
+    ("PATCH", "/api/segments/{segment}/", {"description": "D"}, 401, 403, 200, 200, 200),
+    ("DELETE", "/api/segments/{segment}/", None,            401, 403, 204, 204, 204),
+    ("GET", "/api/segments/{segment}/members/", None,       401, 403, 200, 200, 200),
     # system
     ("GET", "/api/test/emailer/", None,                     401, 403, 200, 200, 200),
 ]  # fmt: skip
@@ -124,6 +154,10 @@ def world(db, member, staff_user, staff_without_send, superuser):
         "sending": sending.pk,
         "paused": paused.pk,
         "sent": sent.pk,
+        "list": member_services.mailing_list_create(name="Board").pk,
+        "segment": member_services.segment_create(
+            name="Everyone", rules={"match": "all", "conditions": []}
+        ).pk,
         "users": {
             "anonymous": None,
             "member": member,

@@ -131,7 +131,11 @@ def test_import_send_watch_and_retry(
         "() => { const c = Chart.getChart(document.getElementById('status-chart'));"
         " return {labels: c.data.labels, data: c.data.datasets[0].data}; }"
     )
-    assert dict(zip(chart["labels"], chart["data"], strict=True)) == {"Sent": 45, "Not found": 1, "Rejected": 2}
+    assert dict(zip(chart["labels"], chart["data"], strict=True)) == {
+        "Sent": 45,
+        "Not found": 1,
+        "Rejected": 2,
+    }
     failed_rows = page.locator("#deliveries-table tr.delivery-row[data-status=failed]")
     page.click("[data-status-tab=failed]")
     page.wait_for_url(re.compile(r".*dstatus=failed.*"))

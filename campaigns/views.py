@@ -1,7 +1,11 @@
-"""The unsubscribe pages: `/unsubscribe/<signed token>/`, no login.
+"""The preference pages: `/unsubscribe/<signed token>/`, no login (the link in every
+message and in its `List-Unsubscribe` header).
 
-- GET only asks (link scanners follow links): the confirmation page, or, for a member
-  already unsubscribed, a page that says so and offers to subscribe again.
+- GET only asks (link scanners follow links): the preference page (the organisation,
+  the lists the member is on with a way to leave each, "unsubscribe from everything"),
+  or, for a member already unsubscribed, a page that says so and offers to subscribe again.
+- POST with `action=leave` and `list=<id>` takes the member off one of their lists
+  (CSRF-protected, like subscribing again).
 - POST unsubscribes, idempotently, without a CSRF token: mail clients POST here
   themselves (RFC 8058 one-click, `List-Unsubscribe=One-Click`), and the signed token
   is the credential. The done page offers "Subscribe again".
@@ -25,9 +29,11 @@ from campaigns.engine.tokens import member_id_from_token
 from campaigns.services import member_unsubscribe
 from config.security import NO_SCRIPT
 from members.models import Member
-from members.services import members_resubscribe
+from members.selectors import member_lists
+from members.services import member_list_leave, members_resubscribe
 
 RESUBSCRIBE = "resubscribe"
+LEAVE = "leave"
 
 
 def page(request: HttpRequest, template: str, context: dict[str, Any] | None = None, status: int = 200):
@@ -47,12 +53,30 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if member is None:
         return page(request, "unsubscribe_invalid", status=400)
     if request.method == "GET":
-        template = "unsubscribe_done" if member.unsubscribed_at else "unsubscribe_confirm"
-        return page(request, template, {"member": member, "already": member.unsubscribed_at is not None})
+        if member.unsubscribed_at:
+            return page(request, "unsubscribe_done", {"member": member, "already": True})
+        return preferences(request, member)
     if request.POST.get("action") == RESUBSCRIBE:
         return resubscribe(request, member)
+    if request.POST.get("action") == LEAVE:
+        return leave(request, member)
     member_unsubscribe(member_id=member.pk)
     return page(request, "unsubscribe_done", {"member": member})
+
+
+def preferences(request: HttpRequest, member: Member, *, left: str = "") -> HttpResponse:
+    lists = member_lists(member_id=member.pk)
+    return page(request, "unsubscribe_confirm", {"member": member, "lists": lists, "left": left})
+
+
+@csrf_protect
+def leave(request: HttpRequest, member: Member) -> HttpResponse:
+    """Take the member off one of their own lists (a list they are not on: nothing)."""
+    mine = {str(m.pk): m.name for m in member_lists(member_id=member.pk)}
+    chosen = request.POST.get("list", "")
+    if chosen in mine:
+        member_list_leave(member_id=member.pk, list_id=int(chosen))
+    return preferences(request, member, left=mine.get(chosen, ""))
 
 
 @csrf_protect

@@ -408,6 +408,8 @@ def preflight_burst(request: HttpRequest, id: int):
         "skipped": result.skipped,
         "errors": _preflight_errors(result),
         "warnings": [_check(c) for c in getattr(result, "warnings", [])],
+        "sources": [{"source": label, "members": n} for label, n in result.sources],
+        "excluded": [{"source": label, "members": n} for label, n in result.excluded],
     }
 
 

@@ -260,8 +260,17 @@ class CheckOut(Schema):
     example: str = Field("", description="An example (a recipient, or a rendered text).")
 
 
+class SourceOut(Schema):
+    source: str
+    members: int
+
+
 class PreflightOut(Schema):
     would_mail: int = Field(description="Recipients a send now would mail.")
     skipped: dict[str, int] = Field(description="Recipients a send now would skip, by reason.")
     errors: list[CheckOut] = Field(description="What refuses the send.")
     warnings: list[CheckOut] = Field(description="What does not stop the send but deserves a look.")
+    sources: list[SourceOut] = Field(
+        description="Where the audience comes from: members of each source (a member in two is mailed once)."
+    )
+    excluded: list[SourceOut] = Field(description="How many of them each exclusion leaves out.")

@@ -57,7 +57,7 @@ from campaigns.validation import (
     merge_fields_used,
 )
 from common.errors import InvalidInput, NotFound
-from members.models import ListMembership, Member, MemberTally
+from members.models import ListMembership, MailingList, Member, MemberTally
 from members.segments import EVERYONE, Within, member_range, rules_q
 
 # Recipients are read this many at a time (memory stays flat as a burst grows).
@@ -453,6 +453,10 @@ class Preflight:
     template_error: str = ""  # the first error, as a send would refuse it
     errors: list[Check] = field(default_factory=list)  # each refuses the send
     warnings: list[Check] = field(default_factory=list)  # worth a look; the send goes ahead
+    # Where the audience comes from: (source, members) for each chosen source, and the
+    # members each exclusion takes out of them (before skips).
+    sources: list[tuple[str, int]] = field(default_factory=list)
+    excluded: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def skipped_total(self) -> int:
@@ -547,6 +551,47 @@ def burst_send_checks(*, burst: EmailBurst) -> tuple[list[Check], list[Check]]:
     return errors, warnings
 
 
+def audience_sources(burst: EmailBurst) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """How many members each source of the audience brings, and how many of them each
+    exclusion takes out: one query (a count per source over the members)."""
+    if burst.all_members:
+        return [("All active, subscribed members", member_tally_count(subscribed=True))], []
+    audience = burst_audience(burst)
+    sources = [("Members chosen one by one", _chosen(burst.pk, EVERYONE))]
+    if audience.lists:
+        names = dict(MailingList.objects.filter(pk__in=audience.lists).values_list("pk", "name"))
+        sources += [(f"On list “{names.get(pk, pk)}”", _on_lists([pk], EVERYONE)) for pk in audience.lists]
+    sources += [(f"In segment “{name}”", rules_q(rules)) for _pk, name, rules in audience.segments]
+    included = audience_q(
+        burst, Audience(all_members=False, lists=audience.lists, segments=audience.segments)
+    )
+    excluded: list[tuple[str, Q]] = []
+    if audience.exclude_lists:
+        names = dict(MailingList.objects.filter(pk__in=audience.exclude_lists).values_list("pk", "name"))
+        excluded += [
+            (f"Left out: on list “{names.get(pk, pk)}”", included & _on_lists([pk], EVERYONE))
+            for pk in audience.exclude_lists
+        ]
+    excluded += [
+        (f"Left out: in segment “{name}”", included & rules_q(rules))
+        for _pk, name, rules in audience.exclude_segments
+    ]
+    filters = [q for _, q in sources] + [q for _, q in excluded]
+    totals = Member.objects.aggregate(**{f"n{i}": Count("pk", filter=q) for i, q in enumerate(filters)})
+    numbers = [totals[f"n{i}"] for i in range(len(filters))]
+    counted_sources = [(label, n) for (label, _), n in zip(sources, numbers, strict=False)]
+    counted_excluded = [(label, n) for (label, _), n in zip(excluded, numbers[len(sources) :], strict=True)]
+    # The chosen members are listed only when there are some (or nothing else).
+    if counted_sources[0][1] == 0 and len(counted_sources) > 1:
+        counted_sources = counted_sources[1:]
+    return counted_sources, counted_excluded
+
+
+def member_tally_count(*, subscribed: bool) -> int:
+    tally = MemberTally.objects.filter(is_active=True, subscribed=subscribed)
+    return int(tally.aggregate(n=Sum("n"))["n"] or 0)
+
+
 def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int = 5000) -> Preflight:
     """What a send would do now, without sending: counts, skip reasons, errors and
     warnings of the templates, render failures."""
@@ -555,6 +600,7 @@ def burst_preflight(*, burst_id: int, max_failures: int = 50, max_rendered: int 
     counts = burst_skip_counts(burst=burst)
     result.to_send = counts.pop("", 0)
     result.skipped = counts
+    result.sources, result.excluded = audience_sources(burst)
     result.errors, result.warnings = burst_send_checks(burst=burst)
     if result.errors:
         result.template_error = result.errors[0].sentence

@@ -174,8 +174,10 @@ def test_preflight_counts_who_would_be_mailed_and_why_others_are_skipped(as_staf
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"would_mail", "skipped", "errors", "warnings"}
+    assert set(body) == {"would_mail", "skipped", "errors", "warnings", "sources", "excluded"}
     assert body["would_mail"] == 3
+    assert body["sources"] == [{"source": "Members chosen one by one", "members": 5}]
+    assert body["excluded"] == []
     assert sorted(body["skipped"].values()) == [1, 1]
     assert any("unsubscribed" in reason for reason in body["skipped"])
     assert any("inactive" in reason for reason in body["skipped"])

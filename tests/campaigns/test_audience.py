@@ -186,3 +186,40 @@ def test_a_real_consumer_mails_each_member_of_overlapping_lists_and_a_segment_on
         "dan@example.test": DeliveryStatus.SENT,
         "gone@example.test": DeliveryStatus.SKIPPED,
     }
+
+
+@pytest.mark.django_db
+def test_preflight_says_how_many_come_from_each_source_and_how_many_are_left_out(town, staff_user):
+    people, board, helpers, banned, verified = town
+    member_services.members_unsubscribe(members=type(people["bob"]).objects.filter(pk=people["bob"].pk))
+    burst = services.burst_create(
+        subject="Hi",
+        body="Hello {{ unsubscribe_url }}",
+        recipient_ids=[people["zed"].pk],
+        lists=[board.pk, helpers.pk],
+        segments=[verified.pk],
+        exclude_lists=[banned.pk],
+        created_by=staff_user,
+    )
+    result = selectors.burst_preflight(burst_id=burst.pk)
+    assert result.sources == [
+        ("Members chosen one by one", 1),
+        ("On list “Board”", 2),
+        ("On list “Helpers”", 3),
+        ("In segment “Verified”", 3),
+    ]
+    assert result.excluded == [("Left out: on list “Do not mail”", 1)]
+    assert result.to_send == 5  # ann, cat, vic, val, zed; bob unsubscribed
+    assert list(result.skipped.values()) == [1]
+
+
+@pytest.mark.django_db
+def test_the_preflight_page_shows_the_sources(town, staff_user, client, superuser):
+    people, board, helpers, banned, verified = town
+    burst = services.burst_create(
+        subject="Hi", body="Hello", lists=[board.pk], exclude_lists=[banned.pk], created_by=staff_user
+    )
+    client.force_login(superuser)
+    html = client.get(f"/admin/campaigns/emailburst/{burst.pk}/preflight/").content.decode()
+    assert "Where the audience comes from" in html
+    assert "On list “Board”" in html and "Left out: on list “Do not mail”" in html

@@ -153,6 +153,19 @@ def test_preflight_counts_the_recipients_without_a_first_name_with_an_example_an
     assert "Hello , see you on Friday." in html and 'data-check-count="4"' in html
 
 
+def test_an_html_only_burst_gets_the_warning_with_a_text_example():
+    nameless = MemberFactory.create_bulk(2, prefix="html", first_name="")
+    burst = BurstFactory(
+        subject="News",
+        body="",
+        html_body='<h1>News</h1>\n<p>Hello <b>{{ member.first_name }}</b>, welcome.</p>\n<a href="{{ unsubscribe_url }}">x</a>',
+        recipients=nameless,
+    )
+    [warning] = selectors.burst_empty_field_warnings(burst=burst)
+    assert (warning.field, warning.count, warning.line) == ("html_body", 2, 2)
+    assert warning.example == "Hello , welcome."
+
+
 def test_a_field_covered_by_default_or_if_is_not_warned_about(root_client):
     nameless = MemberFactory.create_bulk(2, prefix="nn", first_name="", last_name="")
     burst = BurstFactory(
@@ -301,6 +314,10 @@ def test_the_rich_text_editor_and_raw_html_in_a_browser(page, superuser, live_se
     assert (
         "Hello {{ member.first_name }}, see you {% if member.last_name %}soon{% endif %}" in raw.input_value()
     )
+    page.click("[data-editor-mode=rich]")  # what trix wrote goes back into trix
+    assert page.locator("[data-html-editor]").get_attribute("data-mode") == "rich"
+    assert page.locator("[data-editor-note]").inner_text() == ""
+    page.click("[data-editor-mode=raw]")
 
     # Raw HTML the rich-text editor cannot hold stays raw, and is saved exactly as typed.
     raw.fill(RAW_HTML)

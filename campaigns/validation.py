@@ -573,17 +573,19 @@ def _template_checks(field: str, source: str) -> tuple[list[Check], _Walker | No
     return found, walker
 
 
-def _render_checks(*, subject: str, body: str, html_body: str) -> tuple[list[Check], CompiledBurst | None]:
+def _render_checks(*, subject: str, body: str, html_body: str) -> list[Check]:
+    """The templates rendered for the validation members: what fails or hits a limit,
+    and dangerous HTML that only the rendering assembles."""
     try:
         compiled = check_templates(subject=subject, body=body, html_body=html_body)
     except TemplateProblem as exc:
-        return [_error(exc.field, exc.message.removeprefix(f"{exc.field}: "))], None
+        return [_error(exc.field, exc.message.removeprefix(f"{exc.field}: "))]
     found: list[Check] = []
     if compiled.html_body is not None:
         for member in (EMPTY_MEMBER, FILLED_MEMBER):
             _s, _t, html = compiled.render(dict(member, burst={"subject": subject}))
             found += rendered_html_checks("html_body", html or "")
-    return _dedupe(found), compiled
+    return _dedupe(found)
 
 
 def _unsubscribe_warning(*, body: str, walkers: dict[str, _Walker]) -> list[Check]:
@@ -595,7 +597,7 @@ def _unsubscribe_warning(*, body: str, walkers: dict[str, _Walker]) -> list[Chec
     return [
         Check(
             level=WARNING,
-            field=parts[-1] if not body.strip() else "body",
+            field="body" if body.strip() else "html_body",
             message="The body has no unsubscribe link ({{ unsubscribe_url }}): the footer adds one to every "
             "message, after your text.",
         )
@@ -614,8 +616,7 @@ def burst_checks(*, subject: str, body: str, html_body: str, from_name: str) -> 
         if walker is not None:
             walkers[field] = walker
     if not found:
-        errors, _compiled = _render_checks(subject=subject, body=body, html_body=html_body)
-        found += errors
+        found += _render_checks(subject=subject, body=body, html_body=html_body)
     if not any(check.is_error for check in found):
         found += _unsubscribe_warning(body=body, walkers=walkers)
     return found
@@ -640,7 +641,7 @@ def merge_fields_used(*, subject: str, body: str, html_body: str) -> dict[str, t
     for part, source in (("subject", subject), ("body", body), ("html_body", html_body)):
         if not source:
             continue
-        template, errors = compile_for_checks(part, source)
+        template, _errors = compile_for_checks(part, source)
         if template is None:
             continue
         for usage in walk_template(template).rendered:

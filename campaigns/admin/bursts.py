@@ -43,6 +43,7 @@ from campaigns.admin.forms import (
 from campaigns.admin.report import report_context
 from campaigns.models import BurstStatus, EmailAttachment, EmailBurst, burst_display_name
 from campaigns.services import (
+    AUDIENCE_FIELDS,
     RETRYABLE_STATUSES,
     SEND_PERMISSION,
     attachment_add,
@@ -139,7 +140,7 @@ class EmailBurstAdmin(ModelAdmin):
     list_filter_submit = True
     search_fields = ("name", "subject")
     list_per_page = 50
-    autocomplete_fields = ("recipients",)
+    autocomplete_fields = ("recipients", "lists", "segments", "exclude_lists", "exclude_segments")
     readonly_fields = (
         "status_label",
         "scheduled_at",
@@ -149,6 +150,7 @@ class EmailBurstAdmin(ModelAdmin):
         "created_by",
         "created_at",
         "recipients_summary",
+        "audience_count",
     )
     actions = ["send_now", "schedule_selected", "cancel_selected", "duplicate_as_draft"]
     # The preview page holds the test form: in plain sight, not in the dropdown.
@@ -167,6 +169,10 @@ class EmailBurstAdmin(ModelAdmin):
         "retry_burst",
     ]
     change_form_outer_before_template = "campaigns/admin/burst_report.html"
+
+    class Media:
+        js = ("campaigns/admin/audience_count.js",)
+
     warn_unsaved_form = True
 
     # --- queryset, permissions ---------------------------------------------------------------
@@ -210,6 +216,21 @@ class EmailBurstAdmin(ModelAdmin):
     @display(description="Burst", ordering="name")
     def name_column(self, burst: EmailBurst) -> str:
         return burst.display_name
+
+    @display(description="Audience")
+    def audience_count(self, burst: EmailBurst | None) -> str:
+        """The number the audience would mail now, kept up to date by the page's script."""
+        if burst is not None and burst.pk and not burst.is_editable:
+            return "—"
+        count = 0
+        if burst is not None and burst.pk:
+            count = selectors.burst_skip_counts(burst=burst).get("", 0)
+        return format_html(
+            '<span id="audience-count" data-url="{}" data-count="{}" class="font-semibold">{}</span>',
+            reverse("admin:campaigns_emailburst_audience_count"),
+            count,
+            views.audience_count_text(count),
+        )
 
     @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
     def status_badge(self, burst: EmailBurst) -> tuple[str, str]:
@@ -287,7 +308,18 @@ class EmailBurstAdmin(ModelAdmin):
         fieldsets: list = [
             ("Message", {"fields": ("name", "subject", "body", "html_body")}),
             ("Sender", {"fields": ("sender", "from_name", "reply_to")}),
-            ("Recipients", {"fields": ("all_members", self._recipients_field(request, obj))}),
+            (
+                "Recipients",
+                {
+                    "fields": (
+                        "all_members",
+                        self._recipients_field(request, obj),
+                        ("lists", "segments"),
+                        ("exclude_lists", "exclude_segments"),
+                        "audience_count",
+                    )
+                },
+            ),
         ]
         if obj is not None:
             status = ["status_label", "scheduled_at", "started_at", "finished_at"]
@@ -345,6 +377,10 @@ class EmailBurstAdmin(ModelAdmin):
             for name in ("subject", "body", "html_body", "sender", "from_name", "reply_to")
         }
         values["all_members"] = bool(data.get("all_members"))
+        values["name"] = data.get("name") or ""
+        for field in AUDIENCE_FIELDS:
+            if field in data:
+                values[field] = [item.pk for item in data[field]]
         recipient_ids = [m.pk for m in data["recipients"]] if "recipients" in data else None
         if change:
             if recipient_ids is not None:
@@ -413,6 +449,11 @@ class EmailBurstAdmin(ModelAdmin):
             return self.admin_site.admin_view(wrapper)
 
         return [
+            path(
+                "audience-count/",
+                wrap(views.audience_count_view),
+                name="campaigns_emailburst_audience_count",
+            ),
             path(
                 "<path:object_id>/progress/",
                 wrap(views.progress_view),

@@ -130,6 +130,10 @@ class EmailBurstForm(forms.ModelForm):
             "reply_to",
             "all_members",
             "recipients",
+            "lists",
+            "segments",
+            "exclude_lists",
+            "exclude_segments",
         )
         labels = {
             "all_members": "All subscribed members",
@@ -137,6 +141,8 @@ class EmailBurstForm(forms.ModelForm):
             "from_name": "Display name",
             "reply_to": "Reply-To",
             "body": "Text body",
+            "exclude_lists": "Leave out lists",
+            "exclude_segments": "Leave out segments",
         }
         help_texts = {
             "subject": "A Django template, e.g. “News for {{ member.first_name|default:'you' }}”.",
@@ -147,6 +153,10 @@ class EmailBurstForm(forms.ModelForm):
             "all_members": "Send to every active, subscribed member at send time (staff included); "
             "the chosen recipients are then ignored.",
             "recipients": "Type a name or an email address to add members.",
+            "lists": "Members of these mailing lists (a member on several is mailed once).",
+            "segments": "Members these segments select when the burst is sent.",
+            "exclude_lists": "Members of these lists are left out, whatever else chooses them.",
+            "exclude_segments": "Members these segments select are left out.",
         }
         widgets = {"html_body": HtmlBodyWidget}
 
@@ -161,11 +171,13 @@ class EmailBurstForm(forms.ModelForm):
                 if check.is_error:
                     field = check.field if check.field in self.fields else None
                     self.add_error(field, field_error(check))
-        if data.get("all_members") and data.get("recipients"):
-            self.add_error(
-                "recipients",
-                "Choose members or “All subscribed members”, not both: clear one of them.",
-            )
+        if data.get("all_members"):
+            for name in ("recipients", "lists", "segments", "exclude_lists", "exclude_segments"):
+                if data.get(name):
+                    self.add_error(
+                        name,
+                        "“All subscribed members” already mails everyone: clear this, or untick it.",
+                    )
         return data
 
 

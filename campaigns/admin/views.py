@@ -472,3 +472,33 @@ def report_export_view(
     response = HttpResponse(data, content_type=file_format.get_content_type())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# --- the compose form's live audience count ---------------------------------------------------------------
+
+
+def _ids(request: HttpRequest, name: str) -> list[int]:
+    return [int(v) for value in request.GET.getlist(name) for v in value.split(",") if v.strip().isdigit()]
+
+
+def audience_count_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    """How many members the audience the form shows would mail now: the burst form
+    asks whenever its audience fields change."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    all_members = request.GET.get("all_members") in {"on", "true", "1"}
+    count = selectors.audience_would_mail(
+        all_members=all_members,
+        recipient_ids=_ids(request, "recipients"),
+        lists=_ids(request, "lists"),
+        segments=_ids(request, "segments"),
+        exclude_lists=_ids(request, "exclude_lists"),
+        exclude_segments=_ids(request, "exclude_segments"),
+    )
+    return JsonResponse({"count": count, "text": audience_count_text(count)})
+
+
+def audience_count_text(count: int) -> str:
+    if count == 0:
+        return "Would mail nobody yet: choose members, lists or segments."
+    return f"Would mail {count:,} member{'s' if count != 1 else ''} now (unsubscribed, inactive and suppressed left out)."

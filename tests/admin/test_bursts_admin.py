@@ -405,7 +405,7 @@ def test_templates_are_checked_on_save(root_client, fields, message):
 
 def test_members_or_all_members_not_both(root_client, members):
     response = root_client.post(f"{LIST}add/", compose(all_members="on", recipients=[members[0].pk]))
-    assert response.status_code == 200 and "not both" in response.content.decode()
+    assert response.status_code == 200 and "already mails everyone" in response.content.decode()
 
 
 def test_edit_updates_through_the_service(root_client, members):

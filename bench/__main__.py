@@ -280,6 +280,40 @@ def bench_creation(n: int) -> tuple[float, float]:
     return elapsed, n / elapsed
 
 
+def bench_audience_creation(n: int) -> tuple[float, float, int]:
+    """Seconds to resolve and create the deliveries of a burst addressed to a list of
+    the n members and a segment, minus a list of 1,000 (no consumer running)."""
+    from huey.contrib.djhuey import HUEY
+
+    from campaigns import services
+    from campaigns.models import BurstStatus, EmailBurst
+    from members import services as member_services
+    from members.models import Member
+
+    everyone = member_services.mailing_list_create(name="bench: everyone")
+    member_services.list_members_add(list_id=everyone.pk, members=Member.objects.all())
+    first = Member.objects.order_by("pk").values_list("pk", flat=True)[999]
+    left_out = member_services.mailing_list_create(name="bench: left out")
+    member_services.list_members_add(list_id=left_out.pk, members=Member.objects.filter(pk__lte=first))
+    verified = member_services.segment_create(
+        name="bench: verified",
+        rules={"match": "all", "conditions": [{"field": "is_verified", "op": "is", "value": True}]},
+    )
+    burst = services.burst_create(
+        subject="Hello",
+        body="Hello {{ member.first_name }}",
+        lists=[everyone.pk],
+        segments=[verified.pk],
+        exclude_lists=[left_out.pk],
+    )
+    EmailBurst.objects.filter(pk=burst.pk).update(status=BurstStatus.SENDING)
+    started = time.perf_counter()
+    created = services.burst_create_deliveries(burst_id=burst.pk)
+    elapsed = time.perf_counter() - started
+    HUEY.flush()
+    return elapsed, created / elapsed, created
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=20_000)
@@ -336,6 +370,11 @@ def main() -> None:
             print(
                 f"  Deliveries of a {args.create:,}-member burst created in {seconds:.1f} s "
                 f"({per_second:,.0f} rows/s; target <= 20 s)"
+            )
+            seconds, per_second, created = bench_audience_creation(args.create)
+            print(
+                f"  Audience of a list of {args.create:,} + a segment - a list of 1,000 resolved and "
+                f"{created:,} deliveries created in {seconds:.1f} s ({per_second:,.0f} rows/s; target <= 20 s)"
             )
     finally:
         os.killpg(sink.pid, signal.SIGTERM)

@@ -31,7 +31,7 @@ class DeliveryStatus(models.TextChoices):
     SENT = "sent", "Sent"
     NOT_FOUND = "not_found", "Not found"
     CONNECTION_ERROR = "connection_error", "Connection error"
-    FAILED = "failed", "Failed"
+    FAILED = "failed", "Rejected"  # "Failed" is failed_count, every failure (vocabulary.py)
     OTHER_ERROR = "other_error", "Other error"
     SKIPPED = "skipped", "Skipped"
 

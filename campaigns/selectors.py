@@ -112,11 +112,11 @@ def success_rate(*, sent: int, total: int, skipped: int) -> float:
 
 
 def _retrying_deliveries() -> QuerySet[Delivery]:
-    """The deliveries of the outer burst row that wait for a retry (the partial index
-    on (burst, next_attempt_at) holds exactly the rows with a retry time)."""
-    return Delivery.objects.filter(
-        burst_id=OuterRef("pk"), next_attempt_at__isnull=False, status=DeliveryStatus.PENDING
-    ).order_by()
+    """The deliveries of the outer burst row that wait for a retry: those with a retry
+    time (every writer clears it with a final status), which the partial index on
+    (burst, next_attempt_at) holds. No status condition: with one, PostgreSQL read the
+    (burst, status) index instead, through every pending delivery (500 ms at a million)."""
+    return Delivery.objects.filter(burst_id=OuterRef("pk"), next_attempt_at__isnull=False).order_by()
 
 
 def with_retry_figures(queryset: QuerySet[EmailBurst]) -> QuerySet[EmailBurst]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db.models import Prefetch
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
@@ -45,7 +44,7 @@ from common.api import (
     staff_auth,
 )
 from common.errors import Forbidden, InvalidInput
-from members.models import MailingList, Member, Segment
+from members.models import Member
 
 
 class BurstChangeAuth(StaffAuth):
@@ -72,26 +71,13 @@ STATE_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
 
 
 def _bursts():
-    return selectors.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id")).prefetch_related(
-        *AUDIENCE_PREFETCH
-    )
-
-
-# The audience's ids, one query each for a whole page.
-AUDIENCE_PREFETCH = [
-    Prefetch(field, queryset=model.objects.only("pk").order_by("pk"))
-    for field, model in (
-        ("lists", MailingList),
-        ("segments", Segment),
-        ("exclude_lists", MailingList),
-        ("exclude_segments", Segment),
-    )
-]
+    return selectors.bursts_with_counts(EmailBurst.objects.order_by("-created_at", "-id"))
 
 
 def _burst(burst_id: int) -> EmailBurst:
     burst = get_object_or_404(_bursts(), pk=burst_id)
     selectors.recipient_counts_fill([burst])
+    selectors.audience_ids_fill([burst])
     return burst
 
 
@@ -123,6 +109,7 @@ def list_bursts(request: HttpRequest, page: Query[PageQuery]):
     following `next` (a cursor link)."""
     answer = paginate(_bursts(), page, request)
     selectors.recipient_counts_fill(answer["items"])
+    selectors.audience_ids_fill(answer["items"])
     return answer
 
 

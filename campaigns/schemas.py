@@ -20,8 +20,12 @@ SendAt = Annotated[AwareDatetime, BeforeValidator(json_string)]
 
 
 def _ids(burst, field: str) -> list[int]:
-    """An audience field's ids (from the page's prefetch when there is one)."""
-    return sorted(item.pk for item in getattr(burst, field).all())
+    """An audience field's ids: read for the whole page at once (`audience_ids_fill`),
+    else from the burst itself."""
+    known = getattr(burst, "audience_ids", None)
+    if known is not None:
+        return known[field]
+    return sorted(getattr(burst, field).values_list("pk", flat=True))
 
 
 class BurstOut(Schema):

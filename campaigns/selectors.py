@@ -893,3 +893,54 @@ def audience_would_mail(
         .filter(reason="")
         .count()
     )
+
+
+def audience_summary(*, burst_id: int) -> str:
+    """The burst's lists, segments and exclusions in words, read in one query:
+    "lists Board, Helpers; segments Verified; leaving out lists Do not mail"."""
+    parts = []
+    for name, words in (
+        ("lists", "lists"),
+        ("segments", "segments"),
+        ("exclude_lists", "leaving out lists"),
+        ("exclude_segments", "leaving out segments"),
+    ):
+        through = getattr(EmailBurst, name).through
+        target = "mailinglist" if "list" in name else "segment"
+        parts.append(
+            through.objects.filter(emailburst_id=burst_id)
+            .annotate(kind=Value(words, output_field=CharField()), label=F(f"{target}__name"))
+            .values_list("kind", "label")
+        )
+    named: dict[str, list[str]] = {}
+    for kind, label in parts[0].union(*parts[1:], all=True):
+        named.setdefault(kind, []).append(label)
+    order = ["lists", "segments", "leaving out lists", "leaving out segments"]
+    return "; ".join(f"{kind} {', '.join(sorted(named[kind]))}" for kind in order if kind in named)
+
+
+AUDIENCE_FIELD_NAMES = ("lists", "segments", "exclude_lists", "exclude_segments")
+
+
+def audience_ids_fill(bursts: Iterable[EmailBurst]) -> None:
+    """Set `audience_ids` (field -> ids) on each burst of a page: one query for all of
+    them and the four audience fields (instead of a prefetch per field)."""
+    bursts = list(bursts)
+    found: dict[int, dict[str, list[int]]] = {
+        b.pk: {name: [] for name in AUDIENCE_FIELD_NAMES} for b in bursts
+    }
+    if not bursts:
+        return
+    parts = []
+    for name in AUDIENCE_FIELD_NAMES:
+        through = getattr(EmailBurst, name).through
+        column = "mailinglist_id" if "list" in name else "segment_id"
+        parts.append(
+            through.objects.filter(emailburst_id__in=list(found))
+            .annotate(kind=Value(name, output_field=CharField()), ref=F(column))
+            .values_list("emailburst_id", "kind", "ref")
+        )
+    for burst_id, kind, ref in parts[0].union(*parts[1:], all=True):
+        found[burst_id][kind].append(ref)
+    for burst in bursts:
+        burst.audience_ids = {name: sorted(ids) for name, ids in found[burst.pk].items()}

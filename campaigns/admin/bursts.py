@@ -151,6 +151,7 @@ class EmailBurstAdmin(ModelAdmin):
         "created_at",
         "recipients_summary",
         "audience_count",
+        "audience_summary",
     )
     actions = ["send_now", "schedule_selected", "cancel_selected", "duplicate_as_draft"]
     # The preview page holds the test form: in plain sight, not in the dropdown.
@@ -217,19 +218,14 @@ class EmailBurstAdmin(ModelAdmin):
     def name_column(self, burst: EmailBurst) -> str:
         return burst.display_name
 
-    @display(description="Audience")
+    @display(description="Would mail")
     def audience_count(self, burst: EmailBurst | None) -> str:
-        """The number the audience would mail now, kept up to date by the page's script."""
-        if burst is not None and burst.pk and not burst.is_editable:
-            return "—"
-        count = 0
-        if burst is not None and burst.pk:
-            count = selectors.burst_skip_counts(burst=burst).get("", 0)
+        """The number the audience would mail now: counted by the page's script as the
+        page opens and whenever the audience fields change (the page itself counts nothing)."""
         return format_html(
-            '<span id="audience-count" data-url="{}" data-count="{}" class="font-semibold">{}</span>',
+            '<span id="audience-count" data-url="{}" class="font-semibold">{}</span>',
             reverse("admin:campaigns_emailburst_audience_count"),
-            count,
-            views.audience_count_text(count),
+            "Counting…",
         )
 
     @display(description="Status", ordering="status", label=BURST_STATUS_VARIANTS)
@@ -304,6 +300,19 @@ class EmailBurstAdmin(ModelAdmin):
             return "recipients_summary"
         return "recipients"
 
+    def _audience_fields(self, request: HttpRequest, obj: EmailBurst | None) -> tuple:
+        """The lists, segments and exclusions to edit with the live count, or, on a page
+        that cannot change the burst, one line that names them (one query)."""
+        if obj is not None and not _may_change(request, obj):
+            return ("audience_summary",)
+        return (("lists", "segments"), ("exclude_lists", "exclude_segments"), "audience_count")
+
+    @display(description="Lists and segments")
+    def audience_summary(self, burst: EmailBurst) -> str:
+        if not hasattr(burst, "_audience_summary"):  # the page asks more than once
+            burst._audience_summary = selectors.audience_summary(burst_id=burst.pk) or "—"
+        return burst._audience_summary
+
     def get_fieldsets(self, request: HttpRequest, obj: EmailBurst | None = None) -> list:
         fieldsets: list = [
             ("Message", {"fields": ("name", "subject", "body", "html_body")}),
@@ -314,9 +323,7 @@ class EmailBurstAdmin(ModelAdmin):
                     "fields": (
                         "all_members",
                         self._recipients_field(request, obj),
-                        ("lists", "segments"),
-                        ("exclude_lists", "exclude_segments"),
-                        "audience_count",
+                        *self._audience_fields(request, obj),
                     )
                 },
             ),

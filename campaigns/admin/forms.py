@@ -122,6 +122,7 @@ class EmailBurstForm(forms.ModelForm):
     class Meta:
         model = EmailBurst
         fields = (
+            "name",
             "subject",
             "body",
             "html_body",

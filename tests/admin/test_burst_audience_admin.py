@@ -82,7 +82,7 @@ def test_the_live_count_follows_the_audience(root_client, audience):
 
 def test_the_form_shows_the_count_and_loads_its_script(root_client, audience):
     html = root_client.get(ADD).content.decode()
-    assert 'id="audience-count"' in html
+    assert 'id="audience-count"' in html and "Counting…" in html
     assert "campaigns/admin/audience_count.js" in html
 
 

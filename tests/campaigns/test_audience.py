@@ -223,3 +223,4 @@ def test_the_preflight_page_shows_the_sources(town, staff_user, client, superuse
     html = client.get(f"/admin/campaigns/emailburst/{burst.pk}/preflight/").content.decode()
     assert "Where the audience comes from" in html
     assert "On list “Board”" in html and "Left out: on list “Do not mail”" in html
+    assert html.count("Left out") == 1

@@ -448,8 +448,8 @@ def test_the_member_page_in_chromium_for_other_staff(page, live_server, editor, 
     # switching the subscription off and saving
     tab_link(page, "Profile").click()
     form.locator("input[name=subscribed]").uncheck(force=True)
-    page.locator("#submit-row button[name=_continue], button[name=_continue]").first.click()
-    page.wait_for_load_state("load")
+    with page.expect_navigation():  # the POST's answer, not the page it was sent from
+        page.locator("#submit-row button[name=_continue], button[name=_continue]").first.click()
     assert unsubscribed_at(member_with_a_story) is not None
     assert page.locator("#member-unsubscribed-since").is_visible()
     screenshot(page, "member-page-staff-unsubscribed")

@@ -1,5 +1,8 @@
 """Import and export of members (django-import-export).
 
+The export is this module's; the import shared by the admin and `manage.py import_members`
+is members.importing (this resource's import is what the admin used before it).
+
 Rows are matched to existing members by email, case-insensitively; the model is
 validated (`clean_model_instances`), so an invalid email or a duplicate username
 makes that row *invalid* with a reason instead of being imported. The admin lets
@@ -26,28 +29,17 @@ from django.db.models import Q, QuerySet
 from import_export import fields, resources, widgets
 from import_export.instance_loaders import BaseInstanceLoader
 
+from members.importing import STAFF_ROW_REFUSED, escape_formula, unescape_formula
 from members.models import Member
 from members.services import member_is_privileged
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def escape_formula(value: Any) -> Any:
-    """A leading ``'`` for text that a spreadsheet would evaluate."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def unescape_formula(value: Any) -> Any:
-    if (
-        isinstance(value, str)
-        and len(value) > 1
-        and value[0] == "'"
-        and value[1:].startswith(FORMULA_PREFIXES)
-    ):
-        return value[1:]
-    return value
+__all__ = [
+    "STAFF_ROW_REFUSED",
+    "FormulaEscapingMixin",
+    "MemberResource",
+    "escape_formula",
+    "unescape_formula",
+]
 
 
 class FormulaEscapingMixin:
@@ -95,8 +87,6 @@ class EmailInstanceLoader(BaseInstanceLoader):
             return None
         return self.resource.get_queryset().filter(email__iexact=email).order_by("pk").first()
 
-
-STAFF_ROW_REFUSED = "belongs to a staff account; imports never change staff users or superusers"
 
 # Optional columns whose blank cell means "leave as it is" rather than "empty".
 KEEP_IF_BLANK = ("username", "birth_date", "is_verified", "is_active")

@@ -514,19 +514,19 @@ def too_large(size: int, limit: int) -> str:
     return f"renders to {size:,} characters, more than {limit:,} (TEMPLATE_MAX_SIZE)"
 
 
-# Variables a template may use; anything else renders empty.
-CONTEXT_PATHS = frozenset(
-    {
-        ("member", "first_name"),
-        ("member", "middle_name"),
-        ("member", "last_name"),
-        ("member", "full_name"),
-        ("member", "email"),
-        ("member", "username"),
-        ("burst", "subject"),
-        ("unsubscribe_url",),
-    }
+# Variables a template may use (in the order a person reads them); anything else is
+# refused at save (campaigns.validation) and would render empty.
+CONTEXT_PATH_ORDER = (
+    ("member", "first_name"),
+    ("member", "middle_name"),
+    ("member", "last_name"),
+    ("member", "full_name"),
+    ("member", "email"),
+    ("member", "username"),
+    ("burst", "subject"),
+    ("unsubscribe_url",),
 )
+CONTEXT_PATHS = frozenset(CONTEXT_PATH_ORDER)
 
 
 class FastTemplate:

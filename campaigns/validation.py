@@ -39,6 +39,7 @@ from campaigns.templating import (
     ALLOWED_FILTERS,
     ALLOWED_TAGS,
     CHECK_ENGINE,
+    CONTEXT_PATH_ORDER,
     CONTEXT_PATHS,
     EMPTY_MEMBER,
     FILLED_MEMBER,
@@ -58,18 +59,7 @@ SNIPPET_MAX = 60
 # More than this many problems of one kind in one field are not listed one by one.
 MAX_PER_FIELD = 10
 
-# In the order a person reads them.
-_PATH_ORDER = (
-    ("member", "first_name"),
-    ("member", "middle_name"),
-    ("member", "last_name"),
-    ("member", "full_name"),
-    ("member", "email"),
-    ("member", "username"),
-    ("burst", "subject"),
-    ("unsubscribe_url",),
-)
-assert set(_PATH_ORDER) == CONTEXT_PATHS
+_PATH_ORDER = CONTEXT_PATH_ORDER
 ALLOWED_VARIABLES = ", ".join(".".join(path) for path in _PATH_ORDER)
 # Member fields that can be empty for a recipient (an address never is).
 MERGE_FIELDS = ("first_name", "middle_name", "last_name", "full_name", "username")

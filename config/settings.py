@@ -231,6 +231,8 @@ ATTACHMENT_MAX_SIZE = _number("ATTACHMENT_MAX_SIZE", 10 * 1024 * 1024, minimum=1
 ATTACHMENT_MAX_COUNT = _number("ATTACHMENT_MAX_COUNT", 20, minimum=1)
 ATTACHMENT_MAX_TOTAL = _number("ATTACHMENT_MAX_TOTAL", 25 * 1024 * 1024, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# A member import uploaded in the admin; bigger files go through `manage.py import_members`.
+IMPORT_MAX_UPLOAD = _number("IMPORT_MAX_UPLOAD", 10 * 1024 * 1024, minimum=1)
 
 # --- email --------------------------------------------------------------------
 

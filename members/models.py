@@ -136,3 +136,42 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ImportJob(models.Model):
+    """A member import started in the admin: the uploaded file between its preview and
+    its import, the progress the huey task writes (read by the page's polling: the
+    cache is not shared between the web and the workers without Redis), and the two
+    reports. Rows and their files are removed a day after they were created."""
+
+    class Status(models.TextChoices):
+        PREVIEWED = "previewed", "Previewed"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    # Random, in the page's URLs; the file's storage name derives from it, never from input.
+    token = models.CharField(max_length=64, unique=True)
+    # Kept when the uploader is deleted, so that the day-old clean-up still finds its files.
+    created_by = models.ForeignKey(Member, null=True, on_delete=models.SET_NULL, related_name="+")
+    filename = models.CharField(max_length=255)  # as uploaded: shown, never used as a path
+    mailing_list = models.ForeignKey(
+        MailingList, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREVIEWED)
+    rows_total = models.IntegerField(default=0)
+    rows_done = models.IntegerField(default=0)
+    preview = models.JSONField(default=dict)  # the dry run's report
+    result = models.JSONField(default=dict)  # the import's report
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)  # moved by every progress write too
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "member import"
+        verbose_name_plural = "member imports"
+        indexes = [models.Index(fields=["created_at"], name="import_job_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.get_status_display()})"

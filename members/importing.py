@@ -44,7 +44,7 @@ from typing import Any, BinaryIO, NamedTuple, TextIO
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -57,6 +57,9 @@ from members.services import list_members_add, mailing_list_create
 
 BATCH_SIZE = 5000  # rows validated, matched and written together (one transaction)
 INSERT_BATCH = 1000  # rows per INSERT / UPDATE statement (PostgreSQL takes at most 65,535 parameters)
+# Keys per lookup query: PostgreSQL's planner reads a large table through its index for a
+# thousand keys, but may scan all of it for five thousand (90 ms instead of 5 at 200,000 members).
+LOOKUP_CHUNK = 1000
 REJECTED_KEPT = 1000  # rejected rows kept in the report; all of them go to errors_out
 CELL_MAX = 1000  # characters in one cell
 COLUMNS_MAX = 500
@@ -753,7 +756,16 @@ class _CellError(Exception):
     pass
 
 
-_email_validator = EmailValidator()
+class _EmailValidator(EmailValidator):
+    """Django's address rule (SPEC section 3), its patterns compiled once here instead of
+    reached through lazy objects on every call (a third of its cost)."""
+
+    user_regex = re.compile(EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags)
+    domain_regex = re.compile(EmailValidator.domain_regex.pattern, EmailValidator.domain_regex.flags)
+    literal_regex = re.compile(EmailValidator.literal_regex.pattern, EmailValidator.literal_regex.flags)
+
+
+_email_validator = _EmailValidator()
 _username_validator = UnicodeUsernameValidator()
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _USERNAME_CHARS = re.compile(r"[^\w.@+-]")
@@ -983,7 +995,7 @@ class _Stored(NamedTuple):
 @dataclass
 class _Plan:
     rejects: list[tuple[_Row, str]] = field(default_factory=list)
-    creates: list[Member] = field(default_factory=list)
+    creates: list[dict[str, Any]] = field(default_factory=list)  # the new members' columns
     updates: list[Member] = field(default_factory=list)
     update_fields: set[str] = field(default_factory=set)
     unchanged_ids: list[int] = field(default_factory=list)
@@ -1145,9 +1157,7 @@ class _Run:
         plan = _Plan()
         stored = _stored_by_key([row.key for row in rows])
         wanted = {row.data["username"] for row in rows if "username" in row.data}
-        taken = (
-            dict(Member.objects.filter(username__in=wanted).values_list("username", "pk")) if wanted else {}
-        )
+        taken = _usernames_taken(wanted)
         creating: list[_Row] = []
         for row in rows:
             member = stored.get(row.key)
@@ -1189,14 +1199,15 @@ class _Run:
         return len(plan.creates) + len(known)
 
     def _write(self, plan: _Plan, list_pk: int | None) -> int:
-        if plan.creates:
-            Member.objects.bulk_create(plan.creates, batch_size=INSERT_BATCH)
-        if plan.updates:
-            Member.objects.bulk_update(plan.updates, sorted(plan.update_fields), batch_size=INSERT_BATCH)
+        created = _members_insert(plan.creates, ids_wanted=list_pk is not None)
+        _members_update(plan.updates, sorted(plan.update_fields))
         if list_pk is None:
             return 0
-        ids = [m.pk for m in plan.creates] + [m.pk for m in plan.updates] + plan.unchanged_ids
-        return list_members_add(list_id=list_pk, members=Member.objects.filter(pk__in=ids))
+        ids = created + [m.pk for m in plan.updates] + plan.unchanged_ids
+        added = 0
+        for chunk in _chunks(ids):
+            added += list_members_add(list_id=list_pk, members=Member.objects.filter(pk__in=chunk))
+        return added
 
     # -- rejected rows
 
@@ -1227,14 +1238,30 @@ def _cut(text: str) -> str:
     return text if len(text) <= CELL_MAX else text[:CELL_MAX] + "…"
 
 
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        yield values[start : start + LOOKUP_CHUNK]
+
+
 def _stored_by_key(keys: list[str]) -> dict[str, _Stored]:
-    rows = (
-        Member.objects.annotate(key=Lower("email"))
-        .filter(key__in=keys)
-        .order_by()
-        .values_list("key", *_Stored._fields[1:])
-    )
-    return {row[0]: _Stored(*row) for row in rows}
+    """The stored members with these lower-cased addresses (through the lower(email) index)."""
+    stored = {}
+    for chunk in _chunks(keys):
+        rows = (
+            Member.objects.annotate(key=Lower("email"))
+            .filter(key__in=chunk)
+            .order_by()
+            .values_list("key", *_Stored._fields[1:])
+        )
+        stored.update((row[0], _Stored(*row)) for row in rows)
+    return stored
+
+
+def _usernames_taken(usernames: set[str]) -> dict[str, int]:
+    taken = {}
+    for chunk in _chunks(sorted(usernames)):
+        taken.update(Member.objects.filter(username__in=chunk).values_list("username", "pk"))
+    return taken
 
 
 def _staff_keys() -> frozenset[str]:
@@ -1262,14 +1289,13 @@ def _updated(member: _Stored, changes: dict[str, Any]) -> Member:
     return Member(pk=member.pk, **values)
 
 
-def _new_members(rows: list[_Row], *, reserved: set[str]) -> list[Member]:
-    """Members for the new rows: an unusable password, and the file's username or one made
-    from the address (``ann@example.org``; ``ann@example.org-2`` when that is taken)."""
+def _new_members(rows: list[_Row], *, reserved: set[str]) -> list[dict[str, Any]]:
+    """The columns of the new rows' members: an unusable password, and the file's username or
+    one made from the address (``ann@example.org``; ``ann@example.org-2`` when that is taken)."""
     if not rows:
         return []
     derived = {row.key: _username_from(row.key) for row in rows if "username" not in row.data}
-    taken = set(Member.objects.filter(username__in=set(derived.values())).values_list("username", flat=True))
-    taken |= reserved
+    taken = set(_usernames_taken(set(derived.values()))) | reserved
     now = timezone.now()
     members = []
     for row in rows:
@@ -1279,21 +1305,72 @@ def _new_members(rows: list[_Row], *, reserved: set[str]) -> list[Member]:
             username = _free_username(derived[row.key], taken)
             taken.add(username)
         members.append(
-            Member(
-                username=username,
-                email=data["email"],
-                first_name=data.get("first_name", ""),
-                middle_name=data.get("middle_name", ""),
-                last_name=data.get("last_name", ""),
-                birth_date=data.get("birth_date"),
-                is_verified=data.get("is_verified", False),
-                is_active=data.get("is_active", True),
+            {
+                "username": username,
+                "email": data["email"],
+                "first_name": data.get("first_name", ""),
+                "middle_name": data.get("middle_name", ""),
+                "last_name": data.get("last_name", ""),
+                "birth_date": data.get("birth_date"),
+                "is_verified": data.get("is_verified", False),
+                "is_active": data.get("is_active", True),
+                "is_staff": False,
+                "is_superuser": False,
                 # What set_unusable_password() stores, without its cost per row.
-                password="!" + secrets.token_urlsafe(30),
-                date_joined=now,
-            )
+                "password": "!" + secrets.token_urlsafe(30),
+                "date_joined": now,
+            }
         )
     return members
+
+
+def _members_insert(members: list[dict[str, Any]], *, ids_wanted: bool) -> list[int]:
+    """Insert the new members; their ids when asked for. On PostgreSQL through COPY (the
+    ORM's bulk_create spends more time preparing the values than the database storing them;
+    COPY fires the insert triggers that keep the member tally like any INSERT)."""
+    if not members:
+        return []
+    if connection.vendor != "postgresql":
+        created = Member.objects.bulk_create(
+            [Member(**values) for values in members], batch_size=INSERT_BATCH
+        )
+        return [member.pk for member in created]
+    names = list(members[0])
+    opts = Member._meta
+    columns = ", ".join(connection.ops.quote_name(opts.get_field(name).column) for name in names)
+    # wrap_database_errors: a taken address raises Django's IntegrityError, as an INSERT would.
+    with connection.wrap_database_errors, connection.cursor() as cursor:
+        with cursor.copy(f"COPY {connection.ops.quote_name(opts.db_table)} ({columns}) FROM STDIN") as copy:
+            for values in members:
+                copy.write_row([values[name] for name in names])
+    if not ids_wanted:
+        return []
+    return [stored.pk for stored in _stored_by_key([values["email"].lower() for values in members]).values()]
+
+
+def _members_update(members: list[Member], fields: list[str]) -> None:
+    """Write the changed fields. On PostgreSQL one UPDATE … FROM unnest(arrays) for the batch
+    (the ORM's bulk_update writes a CASE per field and row: 4,000 rows a second)."""
+    if not members:
+        return
+    if connection.vendor != "postgresql":
+        Member.objects.bulk_update(members, fields, batch_size=INSERT_BATCH)
+        return
+    opts, quote = Member._meta, connection.ops.quote_name
+    pk = opts.pk.column
+    columns = [opts.get_field(name) for name in fields]
+    types = [opts.pk.rel_db_type(connection), *(field.db_type(connection) for field in columns)]
+    arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+    names = ", ".join(quote(column) for column in [pk, *(field.column for field in columns)])
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in columns)
+    params = [[member.pk for member in members]]
+    params += [[getattr(member, field.attname) for member in members] for field in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(opts.db_table)} AS m SET {assignments} FROM unnest({arrays}) AS v({names}) "
+            f"WHERE m.{quote(pk)} = v.{quote(pk)}",
+            params,
+        )
 
 
 def _username_from(email: str) -> str:

@@ -504,3 +504,50 @@ def test_the_first_row_table_finds_every_earlier_key():
     assert seen.first("member0@example.test", 99_999) == 2
     assert seen.first("member19999@example.test", 99_999) == 20_001
     assert len(seen.keys) == 1 << 16  # 12 bytes a key at most half full
+
+
+def test_updates_write_every_changed_field_and_only_those(member):
+    other = MemberFactory(username="bo", email="bo@example.test", first_name="Bo", is_verified=True)
+    report = run(
+        "email,username,first_name,middle_name,birth_date,is_verified,is_active\n"
+        "ada@example.test,countess,Augusta,Ada,1815-12-10,yes,no\n"
+        "bo@example.test,,,,1990-01-02,,\n"
+    )
+    assert counts(report) == (0, 2, 0, 0)
+    member.refresh_from_db()
+    other.refresh_from_db()
+    assert (member.username, member.first_name, member.middle_name, member.last_name) == (
+        "countess",
+        "Augusta",
+        "Ada",
+        "Lovelace",
+    )
+    assert (member.birth_date, member.is_verified, member.is_active) == (date(1815, 12, 10), True, False)
+    assert (other.username, other.first_name, other.birth_date, other.is_verified) == (
+        "bo",
+        "Bo",
+        date(1990, 1, 2),
+        True,
+    )
+
+
+def test_the_member_tally_stays_exact_through_an_import(member):
+    from members.services import member_tally_repair
+
+    run(
+        "email,first_name,is_verified,is_active\nada@example.test,A,yes,no\n"
+        + "".join(f"t{i}@example.test,T,{'yes' if i % 2 else 'no'},\n" for i in range(20))
+    )
+    assert member_tally_repair() is False  # the triggers counted every insert and update
+
+
+def test_lookups_and_list_additions_go_by_chunks_and_miss_no_one(monkeypatch, member):
+    monkeypatch.setattr(importing, "LOOKUP_CHUNK", 2)
+    MemberFactory(username="m1", email="m1@example.test")
+    MemberFactory(username="m2", email="m2@example.test")
+    rows = (
+        "ada@example.test,Augusta\nm1@example.test,\nm2@example.test,\nn1@example.test,\nn2@example.test,\n"
+    )
+    report = run("email,first_name\n" + rows, list_name="All")
+    assert counts(report) == (2, 1, 2, 0) and report.added_to_list == 5
+    assert ListMembership.objects.filter(mailing_list__name="All").count() == 5

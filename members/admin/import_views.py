@@ -128,21 +128,11 @@ def _job(request: HttpRequest, token: str) -> ImportJob:
     return job
 
 
-def _declared_size(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
 def upload_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     _allowed(model_admin, request)
     refused = ""
     if request.method != "POST":
         form = ImportUploadForm()
-    elif _declared_size(request) > settings.IMPORT_MAX_UPLOAD + 64 * 1024:
-        # Said before the body is read: the upload is not even stored.
-        form, refused = ImportUploadForm(), too_big_message()
     else:
         form = ImportUploadForm(request.POST, request.FILES)
         if form.is_valid():

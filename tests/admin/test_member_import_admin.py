@@ -430,3 +430,11 @@ def test_a_stored_file_is_named_by_the_token_never_by_the_upload(root_client, me
     assert job.filename == "passwd.csv"
     assert stored_files(media_root) == [f"{job.token}.csv"]
     assert len(job.token) >= 32
+
+
+def test_a_progress_poll_reads_the_job_once(root_client, django_assert_num_queries):
+    preview = upload(root_client, people_csv(5_001))
+    root_client.post(preview.context["confirm_url"])
+    root_client.get(preview.context["progress_url"])  # the session warmed up
+    with django_assert_num_queries(3):  # the session, the user, the job
+        assert root_client.get(preview.context["progress_url"]).json()["state"] == "waiting"

@@ -7,7 +7,9 @@
   past XLSX_UNCOMPRESSED_MAX), has no email column, or has no rows. Every such check happens
   before the first write.
 - Otherwise each row is new, updated, unchanged or invalid. An invalid row (with its reason)
-  never stops the others; rows are written XLSX and CSV alike, BATCH_SIZE to a transaction.
+  never stops the others. Rows are matched and written BATCH_SIZE at a time, one transaction
+  each; unchanged rows are not written. Memory stays flat but for 12 bytes a row (to find
+  repeated addresses); a line or cell too long to be a member costs its row, not memory.
 - Headers are matched case-, space- and punctuation-insensitively with the aliases the exports
   of Mailchimp, listmonk, Google Contacts and Outlook use; other columns are named as ignored.
 - Members are matched by email, ignoring case. A blank cell leaves the stored value as it is.
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, BinaryIO, NamedTuple, TextIO
 
+import openpyxl
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -227,7 +230,8 @@ def members_import(
     (created when no list has that name) or ``list_id`` names a mailing list that every
     imported member (new, updated or unchanged) is added to. ``errors_out`` receives every
     rejected row as CSV: the file's columns plus ``row`` and ``reason``. ``progress`` is
-    called after each batch with the rows done and the rows expected (None when unknown).
+    called once the header is read and after each batch, with the rows done and the rows
+    expected (an estimate from the file's lines or the sheet's dimension; None when unknown).
     ``actor`` is who imports; the rules are the same for everyone (an import never changes a
     staff user or a superuser, nor anyone's rights or password).
     """
@@ -247,6 +251,8 @@ def members_import(
                 errors_out=errors_out,
                 ragged_is_invalid=table.ragged_is_invalid,
             )
+            if progress is not None:
+                progress(0, table.rows_expected)
             for batch in _batches(table.records(), BATCH_SIZE):
                 run.batch(batch)
                 if progress is not None:
@@ -521,8 +527,6 @@ class _CsvTable(_Table):
 class _XlsxTable(_Table):
     def __init__(self, source: BinaryIO) -> None:
         _zip_check(source)
-        import openpyxl
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions
@@ -551,10 +555,8 @@ class _XlsxTable(_Table):
     def records(self) -> Iterator[tuple[int, list[Any] | _Unreadable]]:
         number = self.header_row
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for number, row in self.rows:
-                    yield number, list(row)
+            for number, row in self.rows:
+                yield number, list(row)
         except Exception:  # a sheet damaged after the rows read so far
             yield number + 1, _Unreadable("the rest of the workbook could not be read from this row on")
 

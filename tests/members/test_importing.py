@@ -464,7 +464,7 @@ def test_progress_is_reported_after_each_batch(monkeypatch):
     calls = []
     rows = "\n".join(f"r{i}@example.test" for i in range(10))
     run("email\n" + rows + "\n", progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(4, 10), (8, 10), (10, 10)]
+    assert calls == [(0, 10), (4, 10), (8, 10), (10, 10)]
 
 
 def test_the_exit_code_and_summary():

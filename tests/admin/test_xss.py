@@ -117,7 +117,8 @@ def test_the_import_preview_escapes_the_rows(root_client, superuser):
     )
     response = root_client.post(
         "/admin/members/member/import/",
-        {"format": 0, "import_file": SimpleUploadedFile("members.csv", csv.encode())},
+        {"import_file": SimpleUploadedFile("members.csv", csv.encode())},
+        follow=True,
     )
     assert response.status_code == 200
     html = response.content.decode()

@@ -314,6 +314,69 @@ def bench_audience_creation(n: int) -> tuple[float, float, int]:
     return elapsed, created / elapsed, created
 
 
+def write_import_file(path: Path, n: int) -> None:
+    """A member list as other tools export it: email, names, a birth date, verified."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("Email Address,First Name,Last Name,Birthday,Verified\r\n")
+        for start in range(0, n, 10_000):
+            out.write(
+                "".join(
+                    f"import{i}@example.org,First{i},Last{i},{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d},"
+                    f"{'yes' if i % 3 else 'no'}\r\n"
+                    for i in range(start, min(start + 10_000, n))
+                )
+            )
+
+
+def run_import_members(path: Path) -> tuple[float, int, str]:
+    """`manage.py import_members FILE` in a process of its own: seconds, its own peak RSS
+    (KiB, from wait4's resource usage) and the summary line it printed."""
+    started = time.perf_counter()
+    with open(VAR / "import.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "import_members", str(path)],
+            cwd=BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    lines = (VAR / "import.log").read_text().strip().splitlines()
+    if proc.returncode != 0:
+        sys.exit(f"import_members exited {proc.returncode}: " + " / ".join(lines[-5:]))
+    return elapsed, usage.ru_maxrss, lines[-1]
+
+
+def bench_import(n: int) -> list[tuple[str, float, int, str]]:
+    """Import a CSV of n new members, then the same file again (every row unchanged)."""
+    from django.db import connection
+
+    from members.models import ListMembership, MailingList, Segment
+
+    path = VAR / f"import-{n}.csv"
+    if not path.exists():
+        write_import_file(path, n)
+    ListMembership.objects.all().delete()
+    MailingList.objects.all().delete()
+    Segment.objects.all().delete()
+    wipe()
+    connection.close()  # the import's process writes the members; this one only waits
+    runs = []
+    for label in ("new members", "re-import, all unchanged"):
+        elapsed, rss, summary = run_import_members(path)
+        runs.append((label, elapsed, rss, summary))
+    return runs
+
+
+def print_import(n: int) -> None:
+    for label, elapsed, rss, summary in bench_import(n):
+        print(
+            f"  import_members of {n:,} rows ({label}): {elapsed:.1f} s, {n / elapsed:,.0f} rows/s, "
+            f"peak RSS {rss / 1024:.0f} MiB (goal: < 180 s, < 200 MB) [{summary}]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=20_000)
@@ -323,9 +386,19 @@ def main() -> None:
     parser.add_argument(
         "--create", type=int, default=1_000_000, help="deliveries to create, PostgreSQL only (0: skip)"
     )
+    parser.add_argument(
+        "--import-rows",
+        type=int,
+        default=1_000_000,
+        help="members to import from CSV, PostgreSQL only (0: skip)",
+    )
+    parser.add_argument("--only-import", action="store_true", help="run the member import bench only")
     args = parser.parse_args()
 
     VAR.mkdir(parents=True, exist_ok=True)
+    if args.only_import:
+        main_import_only(args.import_rows)
+        return
     sink, port = start_sink()
     try:
         backend = configure_env(port, VAR)
@@ -376,9 +449,26 @@ def main() -> None:
                 f"  Audience of a list of {args.create:,} + a segment - a list of 1,000 resolved and "
                 f"{created:,} deliveries created in {seconds:.1f} s ({per_second:,.0f} rows/s; target <= 20 s)"
             )
+        if args.import_rows and connection.vendor == "postgresql":
+            print_import(args.import_rows)
     finally:
         os.killpg(sink.pid, signal.SIGTERM)
         sink.wait()
+
+
+def main_import_only(n: int) -> None:
+    """`python -m bench --only-import`: the member import bench alone (no SMTP sink)."""
+    backend = configure_env(0, VAR)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(BASE_DIR))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"Emailer bench (member import only) on {backend}, {os.cpu_count()} cores")
+    print_import(n)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ class EmailBurst(models.Model):
     count_failed = models.IntegerField(default=0, editable=False)
     count_other_error = models.IntegerField(default=0, editable=False)
     count_skipped = models.IntegerField(default=0, editable=False)
+    # Deliveries with a bounce or a complaint reported after SMTP accepted them (a
+    # delivery is counted once in each, whatever number of events it has), kept by
+    # `mail_event_record` like the status counters.
+    count_bounced = models.IntegerField(default=0, editable=False)
+    count_complained = models.IntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -216,6 +221,14 @@ class Delivery(models.Model):
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The relay's own id for the message, from its reply to DATA ("250 Ok <id>"),
+    # without the angle brackets: what ESP webhooks name the message by.
+    # A database default too: deliveries are created by a raw INSERT … SELECT.
+    relay_message_id = models.CharField(max_length=255, blank=True, default="", db_default="", editable=False)
+    # When a bounce or a complaint about this message was reported (the first one);
+    # `status` stays what SMTP said.
+    bounced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    complained_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -245,6 +258,10 @@ class Delivery(models.Model):
             ),
             # The few members whose address was not found once (suppression).
             models.Index(fields=["member"], name="delivery_not_found_idx", condition=Q(status="not_found")),
+            # Webhooks name a message by the relay's id; most deliveries have none.
+            models.Index(
+                fields=["relay_message_id"], name="delivery_relay_id_idx", condition=~Q(relay_message_id="")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -295,3 +312,77 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attempted_at:%Y-%m-%d %H:%M:%S} {self.outcome}: {self.reply}"
+
+
+class MailEventKind(models.TextChoices):
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    SOFT_BOUNCE = "soft_bounce", "Soft bounce"
+    COMPLAINT = "complaint", "Complaint"
+    BLOCKED = "blocked", "Blocked"
+    DELAYED = "delayed", "Delayed"
+    UNPARSED = "unparsed", "Unparsed"
+
+
+class MatchedBy(models.TextChoices):
+    TOKEN = "token", "Delivery token"
+    RELAY_ID = "relay_id", "Relay message id"
+    ADDRESS = "address", "Address only"
+    NONE = "", "Not matched"
+
+
+# The raw message or payload kept with an event, at most this many characters.
+MAIL_EVENT_RAW_LIMIT = 64 * 1024
+MAIL_EVENT_RAW_MARKER = "\n[… cut: the rest of the message was not kept]"
+
+
+class MailEvent(models.Model):
+    """Something reported about a message after SMTP accepted it: a bounce (DSN or
+    ESP webhook), a complaint (ARF or webhook), a delay, or a report nobody could
+    read. One row per reported recipient."""
+
+    kind = models.CharField(max_length=16, choices=MailEventKind.choices)
+    # "imap", "webhook:<esp>", "upload" or "command".
+    source = models.CharField(max_length=40)
+    delivery = models.ForeignKey(
+        Delivery,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,  # (delivery) below
+        db_constraint=False,
+    )
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="mail_events",
+        db_index=False,  # (member, -id) below
+        db_constraint=False,
+    )
+    email = models.EmailField(max_length=254, blank=True)
+    diagnostic = models.TextField(blank=True, help_text="Status code and text, as reported.")
+    raw = models.TextField(blank=True, help_text="The report as received (cut after 64 KB).")
+    # The report's identity (a hash of the message, or the ESP's event id) plus the
+    # recipient: a replayed report records nothing new.
+    dedup_key = models.CharField(max_length=255, unique=True)
+    matched_by = models.CharField(max_length=16, choices=MatchedBy.choices, blank=True, default="")
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "mail event"
+        verbose_name_plural = "mail events"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["-id"], name="mail_event_recent_idx"),
+            models.Index(fields=["kind", "-id"], name="mail_event_kind_idx"),
+            models.Index(fields=["delivery"], name="mail_event_delivery_idx"),
+            models.Index(fields=["member", "-id"], name="mail_event_member_idx"),
+            # The dashboard's rates: events by kind over the last days.
+            models.Index(fields=["kind", "received_at"], name="mail_event_kind_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.email or 'unknown address'}"

@@ -175,3 +175,54 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.get_status_display()})"
+
+
+class SuppressionReason(models.TextChoices):
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    COMPLAINT = "complaint", "Complaint"
+    NOT_FOUND = "not_found", "Not found"
+    MANUAL = "manual", "Added by staff"
+
+
+class Suppression(models.Model):
+    """An address no burst mails (its deliveries are `skipped`), whoever has it.
+    On the address, not the member: a member whose address changes is mailable again."""
+
+    # Lower-cased on write, so the send path's lookup on lower(member.email) is one
+    # index probe.
+    email = models.EmailField(max_length=254, unique=True)
+    reason = models.CharField(
+        max_length=16, choices=SuppressionReason.choices, default=SuppressionReason.MANUAL
+    )
+    # A string reference with no database constraint: members never imports
+    # campaigns' models, and an event may be deleted without touching this row.
+    event = models.ForeignKey(
+        "campaigns.MailEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        Member,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+
+    class Meta:
+        verbose_name = "suppression"
+        verbose_name_plural = "suppressions"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_reason_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)

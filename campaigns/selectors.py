@@ -31,8 +31,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import Combinable
-from django.db.models.functions import Coalesce, Greatest, TruncDate, Upper
-from django.db.models.lookups import Exact
+from django.db.models.functions import Coalesce, Greatest, Lower, TruncDate
 from django.utils import timezone
 
 from campaigns.engine.mime import context_for, prepare_burst
@@ -57,7 +56,15 @@ from campaigns.validation import (
     merge_fields_used,
 )
 from common.errors import InvalidInput, NotFound
-from members.models import ListMembership, MailingList, Member, MemberTally, Segment
+from members.models import (
+    ListMembership,
+    MailingList,
+    Member,
+    MemberTally,
+    Segment,
+    Suppression,
+    SuppressionReason,
+)
 from members.segments import EVERYONE, Within, member_range, rules_q
 
 # Recipients are read this many at a time (memory stays flat as a burst grows).
@@ -69,7 +76,9 @@ PREVIEW_FIELDS = ("pk", "email", "first_name", "middle_name", "last_name", "user
 # --- statistics ------------------------------------------------------------------------------------------
 
 FAILED_KEYS = ("not_found", "failed", "connection_error", "other_error")
-COUNTER_FIELDS = tuple(counter_field(status) for status in DeliveryStatus.values)
+# The status counters, then those of reports after SMTP (bounces and complaints).
+EVENT_COUNTER_FIELDS = ("count_bounced", "count_complained")
+COUNTER_FIELDS = tuple(counter_field(status) for status in DeliveryStatus.values) + EVENT_COUNTER_FIELDS
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ class BurstStats:
     next_retry_at: datetime | None = None
     # The latest reply one of them got ("452 4.2.2 Mailbox full"): why they wait.
     retry_reply: str = ""
+    # Deliveries with a bounce / a complaint reported after SMTP accepted them.
+    bounced_count: int = 0
+    complained_count: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +177,8 @@ def burst_stats_of(burst: EmailBurst) -> BurstStats:
         retrying_count=getattr(burst, "retrying_count", 0) or 0,
         next_retry_at=getattr(burst, "next_retry_at", None),
         retry_reply=getattr(burst, "retry_reply", None) or "",
+        bounced_count=burst.count_bounced,
+        complained_count=burst.count_complained,
     )
 
 
@@ -266,6 +280,15 @@ def delivery_counts(*, burst_id: int) -> dict[str, int]:
         Delivery.objects.filter(burst_id=burst_id).order_by().values_list("status").annotate(n=Count("id"))
     )
     return {status: counted.get(status, 0) for status in DeliveryStatus.values}
+
+
+def delivery_event_counts(*, burst_id: int) -> dict[str, int]:
+    """A burst's deliveries with a bounce and with a complaint, counted (what
+    `count_bounced` and `count_complained` must say)."""
+    return Delivery.objects.filter(burst_id=burst_id).aggregate(
+        count_bounced=Count("id", filter=Q(bounced_at__isnull=False)),
+        count_complained=Count("id", filter=Q(complained_at__isnull=False)),
+    )
 
 
 def daily_outcome_recount() -> dict[tuple[date, str], int]:
@@ -386,32 +409,36 @@ def burst_recipients(burst: EmailBurst, *, within: Within = EVERYONE) -> QuerySe
 
 SKIP_UNSUBSCRIBED = "Skipped: the member unsubscribed"
 SKIP_INACTIVE = "Skipped: the member is inactive"
-SKIP_SUPPRESSED = "Skipped: suppressed, the last delivery to this address was not_found"
+# One reason per suppression reason (members.models.SuppressionReason).
+SKIP_SUPPRESSED_HARD_BOUNCE = "Skipped: suppressed (hard bounce)"
+SKIP_SUPPRESSED_COMPLAINT = "Skipped: suppressed (complaint)"
+SKIP_SUPPRESSED_NOT_FOUND = "Skipped: suppressed (not found)"
+SKIP_SUPPRESSED_MANUAL = "Skipped: suppressed (added by staff)"
+SKIP_SUPPRESSED = {
+    SuppressionReason.HARD_BOUNCE: SKIP_SUPPRESSED_HARD_BOUNCE,
+    SuppressionReason.COMPLAINT: SKIP_SUPPRESSED_COMPLAINT,
+    SuppressionReason.NOT_FOUND: SKIP_SUPPRESSED_NOT_FOUND,
+    SuppressionReason.MANUAL: SKIP_SUPPRESSED_MANUAL,
+}
 
 
 def skip_reason_expression(*, burst_id: int) -> Case:
     """Why a recipient (a Member row) gets a `skipped` delivery, "" when mailed: an
     SQL expression, so deliveries are created and pre-flight counted in the database.
 
-    Suppressed: the member's last delivery that went to SMTP (another burst's) was
-    `not_found` at the same address. Looked up only for the few members who ever
-    had a `not_found` (a partial index holds them)."""
-    tried = (
-        Delivery.objects.filter(member=OuterRef("pk"))
-        .exclude(burst_id=burst_id)
-        .exclude(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SKIPPED])
-        .order_by("-id")
+    Suppressed: a Suppression row holds the member's address (lower-cased), one probe
+    of its unique index per member. `burst_id` is kept for the callers: the rule no
+    longer depends on the burst."""
+    reason_text = Case(
+        *(When(reason=reason, then=Value(text)) for reason, text in SKIP_SUPPRESSED.items()),
+        default=Value(SKIP_SUPPRESSED_MANUAL),
+        output_field=CharField(),
     )
-    suppressed = (
-        Exists(Delivery.objects.filter(member=OuterRef("pk"), status=DeliveryStatus.NOT_FOUND))
-        & Exact(Subquery(tried.values("status")[:1]), Value(DeliveryStatus.NOT_FOUND))
-        & Exact(Upper(Subquery(tried.values("email")[:1])), Upper("email"))
-    )
+    suppressed = Suppression.objects.filter(email=Lower(OuterRef("email"))).values(text=reason_text)[:1]
     return Case(
         When(unsubscribed_at__isnull=False, then=Value(SKIP_UNSUBSCRIBED)),
         When(is_active=False, then=Value(SKIP_INACTIVE)),
-        When(suppressed, then=Value(SKIP_SUPPRESSED)),
-        default=Value(""),
+        default=Coalesce(Subquery(suppressed, output_field=CharField()), Value("")),
         output_field=CharField(),
     )
 

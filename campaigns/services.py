@@ -8,6 +8,7 @@ sending engine reports what a chunk did; `chunk_process` decides what follows.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.validators import EmailValidator
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
@@ -26,23 +28,30 @@ from django.utils import timezone
 
 from campaigns import selectors
 from campaigns.engine import mime, recording
+from campaigns.engine import tokens as engine_tokens
 from campaigns.engine.chunk import DONE, ChunkResult, chunk_send
 from campaigns.engine.claiming import CANCELLED, release_leftovers
 from campaigns.engine.smtp import SmtpSession
 from campaigns.models import (
+    MAIL_EVENT_RAW_LIMIT,
+    MAIL_EVENT_RAW_MARKER,
     BurstStatus,
     DailyOutcome,
     Delivery,
     DeliveryStatus,
     EmailAttachment,
     EmailBurst,
+    MailEvent,
+    MailEventKind,
+    MatchedBy,
     counter_field,
 )
 from campaigns.states import BurstAction, burst_action_target
 from campaigns.templating import TemplateProblem
 from campaigns.validation import burst_validate
-from common.errors import Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
-from members.models import MailingList, Member, Segment
+from common.errors import Conflict, Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
+from members.models import MailingList, Member, Segment, Suppression, SuppressionReason
+from members.services import members_unsubscribe
 
 # Bursts up to this many recipients get their deliveries created in the request;
 # larger ones in a task so that the caller returns at once.
@@ -794,7 +803,12 @@ def _burst_recount(burst_id: int) -> list[str]:
         wrong = {s: n for s, n in actual.items() if burst.counts[s] != n}
         if wrong:
             EmailBurst.objects.filter(pk=burst_id).update(**{counter_field(s): n for s, n in wrong.items()})
-    return [f"burst {burst_id}: {s} {burst.counts[s]} -> {n}" for s, n in wrong.items()]
+        events = selectors.delivery_event_counts(burst_id=burst_id)
+        events_wrong = {f: n for f, n in events.items() if getattr(burst, f) != n}
+        if events_wrong:
+            EmailBurst.objects.filter(pk=burst_id).update(**events_wrong)
+    lines = [f"burst {burst_id}: {s} {burst.counts[s]} -> {n}" for s, n in wrong.items()]
+    return lines + [f"burst {burst_id}: {f} {getattr(burst, f)} -> {n}" for f, n in events_wrong.items()]
 
 
 def _daily_recount() -> list[str]:
@@ -1055,3 +1069,197 @@ def burst_draft_for_members(*, members: QuerySet[Member], created_by: Member | N
                 [burst.pk, *params],
             )
     return burst
+
+
+# --- bounces and complaints (SPEC 13) ------------------------------------------------------------------
+# Every intake (IMAP, webhooks, upload, command) parses a report into a ParsedEvent
+# (campaigns.bounces.parse) and hands it here: one MailEvent per reported recipient,
+# matched to the delivery it is about, then the policy.
+
+SOFT_BOUNCE_WINDOW = 5  # the address's last sent deliveries looked at
+SOFT_BOUNCE_LIMIT = 3  # soft bounces among them that suppress the address
+_BOUNCES = frozenset({MailEventKind.HARD_BOUNCE, MailEventKind.SOFT_BOUNCE})
+
+
+@dataclass(frozen=True)
+class _Match:
+    delivery: Delivery | None
+    matched_by: str
+
+
+def _raw_text(raw: bytes | str) -> str:
+    """The report as text for storage: undecodable bytes replaced, NULs dropped
+    (PostgreSQL text cannot hold them), cut at MAIL_EVENT_RAW_LIMIT with a marker."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.replace("\x00", "")
+    if len(text) > MAIL_EVENT_RAW_LIMIT:
+        text = text[:MAIL_EVENT_RAW_LIMIT] + MAIL_EVENT_RAW_MARKER
+    return text
+
+
+def _event_key(dedup_key: str, email: str, several: bool) -> str:
+    """One key per recipient of a report; a long one is hashed to fit the column."""
+    key = f"{dedup_key}|{email}" if several else dedup_key
+    return key if len(key) <= 255 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _token_deliveries(tokens: Sequence[str]) -> list[Delivery]:
+    """The deliveries named by the tokens that carry a valid signature; a forged or
+    garbled token names nobody."""
+    verify = getattr(engine_tokens, "delivery_id_from_token", None)
+    if verify is None:
+        return []
+    ids = set()
+    for token in tokens:
+        try:
+            ids.add(verify(token))
+        except signing.BadSignature:
+            continue
+    return list(Delivery.objects.filter(pk__in=ids).order_by("pk")) if ids else []
+
+
+def _pick(candidates: list[Delivery], email: str, only_recipient: bool) -> Delivery | None:
+    """The candidate sent to `email`; or, for a report about one recipient, the one
+    candidate there is (the address may have been forwarded or rewritten)."""
+    for delivery in candidates:
+        if delivery.email.lower() == email:
+            return delivery
+    return candidates[0] if only_recipient and len(candidates) == 1 else None
+
+
+def _match(email: str, *, by_token: list[Delivery], by_relay: list[Delivery], only_recipient: bool) -> _Match:
+    if delivery := _pick(by_token, email, only_recipient):
+        return _Match(delivery, MatchedBy.TOKEN)
+    if delivery := _pick(by_relay, email, only_recipient):
+        return _Match(delivery, MatchedBy.RELAY_ID)
+    if email and Member.objects.filter(email__iexact=email).exists():
+        return _Match(None, MatchedBy.ADDRESS)
+    return _Match(None, MatchedBy.NONE)
+
+
+def _suppress(*, email: str, reason: str, event: MailEvent, note: str = "") -> None:
+    """Suppress the address unless it already is (the first reason stays)."""
+    email = email.strip().lower()
+    if email:
+        Suppression.objects.get_or_create(
+            email=email, defaults={"reason": reason, "event": event, "note": note}
+        )
+
+
+def _soft_bounces_add_up(delivery: Delivery) -> bool:
+    """SOFT_BOUNCE_LIMIT of the address's last SOFT_BOUNCE_WINDOW sent deliveries had a
+    soft bounce (through the member's deliveries: (member, -id) is indexed)."""
+    if delivery.member_id is None:
+        return False
+    recent = Delivery.objects.filter(
+        member_id=delivery.member_id, status=DeliveryStatus.SENT, email__iexact=delivery.email
+    ).order_by("-id")[:SOFT_BOUNCE_WINDOW]
+    soft = MailEvent.objects.filter(kind=MailEventKind.SOFT_BOUNCE, delivery_id__in=recent.values("pk"))
+    return soft.values("delivery_id").distinct().count() >= SOFT_BOUNCE_LIMIT
+
+
+def _mark_delivery(delivery: Delivery, kind: str, when: datetime) -> None:
+    """bounced_at / complained_at (the first report's time) and the burst's counters;
+    the burst's row locked first, like every counter writer."""
+    stamp = "complained_at" if kind == MailEventKind.COMPLAINT else "bounced_at"
+    recording.burst_lock(delivery.burst_id)
+    if Delivery.objects.filter(pk=delivery.pk, **{f"{stamp}__isnull": True}).update(**{stamp: when}):
+        recording.tally(burst_id=delivery.burst_id, changes={stamp.removesuffix("_at"): 1})
+
+
+def _apply_policy(event: MailEvent, delivery: Delivery) -> None:
+    kind = event.kind
+    if kind in _BOUNCES or kind == MailEventKind.COMPLAINT:
+        _mark_delivery(delivery, kind, event.occurred_at or event.received_at)
+    if kind == MailEventKind.HARD_BOUNCE:
+        _suppress(email=delivery.email, reason=SuppressionReason.HARD_BOUNCE, event=event)
+    elif kind == MailEventKind.SOFT_BOUNCE and _soft_bounces_add_up(delivery):
+        note = f"{SOFT_BOUNCE_LIMIT} soft bounces among the last {SOFT_BOUNCE_WINDOW} messages sent."
+        _suppress(email=delivery.email, reason=SuppressionReason.HARD_BOUNCE, event=event, note=note)
+    elif kind == MailEventKind.COMPLAINT:
+        if delivery.member_id is not None:
+            members_unsubscribe(members=Member.objects.filter(pk=delivery.member_id))
+        _suppress(email=delivery.email, reason=SuppressionReason.COMPLAINT, event=event)
+
+
+def _record_one(
+    recipient: Any, parsed: Any, *, match: _Match, source: str, raw: str, key: str
+) -> MailEvent | None:
+    if MailEvent.objects.filter(dedup_key=key).exists():
+        return None  # a replay: recorded before
+    delivery = match.delivery
+    try:
+        with transaction.atomic():
+            event = MailEvent.objects.create(
+                kind=recipient.kind,
+                source=source[:40],
+                delivery=delivery,
+                member_id=delivery.member_id if delivery else None,
+                email=recipient.email[:254],
+                diagnostic="\n".join(filter(None, [recipient.status, recipient.diagnostic])),
+                raw=raw,
+                dedup_key=key,
+                matched_by=match.matched_by,
+                occurred_at=parsed.occurred_at,
+            )
+            if delivery is not None:  # only a token or relay id match ever acts
+                _apply_policy(event, delivery)
+    except IntegrityError:
+        return None  # the same report recorded meanwhile by another intake
+    return event
+
+
+@dataclass(frozen=True)
+class _Unparsed:
+    email: str = ""
+    kind: str = MailEventKind.UNPARSED
+    status: str = ""
+    diagnostic: str = ""
+
+
+def mail_event_record(*, parsed: Any, source: str, raw: bytes | str, dedup_key: str) -> list[MailEvent]:
+    """Record a parsed report (a `campaigns.bounces.parse.ParsedEvent`) and apply the
+    policy: a hard bounce suppresses the address, soft bounces do after
+    SOFT_BOUNCE_LIMIT of the last SOFT_BOUNCE_WINDOW, a complaint unsubscribes the
+    member and suppresses the address, blocked and delayed are recorded only.
+
+    Only a report matched to one of our deliveries by a valid delivery token or by
+    the relay's message id acts; one matched by address alone is kept and changes
+    nothing. Returns the events recorded now: none for a replay of `dedup_key`."""
+    recipients = list(parsed.recipients) or [_Unparsed()]
+    only_recipient = len(recipients) == 1
+    by_token = _token_deliveries(parsed.delivery_tokens)
+    relay_ids = [rid for rid in parsed.relay_ids if rid]
+    by_relay = (
+        list(Delivery.objects.filter(relay_message_id__in=relay_ids).order_by("pk")) if relay_ids else []
+    )
+    text = _raw_text(raw)
+    events = []
+    for recipient in recipients:
+        email = recipient.email.strip().lower()
+        match = _match(email, by_token=by_token, by_relay=by_relay, only_recipient=only_recipient)
+        key = _event_key(dedup_key, email, several=not only_recipient)
+        if event := _record_one(recipient, parsed, match=match, source=source, raw=text, key=key):
+            events.append(event)
+    return events
+
+
+def suppression_add(
+    *, email: str, reason: str = SuppressionReason.MANUAL, actor: Member | None, note: str = ""
+) -> Suppression:
+    """Suppress an address by hand; Conflict when it already is."""
+    address = _valid_address("email", email.strip()).lower()
+    if reason not in SuppressionReason.values:
+        raise InvalidInput(f"reason: one of {', '.join(SuppressionReason.values)}", field="reason")
+    try:
+        with transaction.atomic():
+            return Suppression.objects.create(email=address, reason=reason, note=note, created_by=actor)
+    except IntegrityError:
+        raise Conflict(f"{address} is already suppressed.", field="email") from None
+
+
+def suppression_remove(*, suppression_id: int) -> None:
+    """Make the address mailable again."""
+    deleted, _ = Suppression.objects.filter(pk=suppression_id).delete()
+    if not deleted:
+        raise NotFound("No such suppression.")

@@ -24,6 +24,7 @@ from campaigns.models import (
     EmailBurst,
     counter_field,
 )
+from members.models import Suppression, SuppressionReason
 
 FLUSH_EVERY = 50
 FLUSH_SECONDS = 1.0
@@ -93,6 +94,7 @@ class Recorder:
                 )
                 written_now[DeliveryStatus.SENT] += written
             attempts: list[DeliveryAttempt] = []
+            not_found: list[int] = []
             for (status, error, increment, delay, outcome), ids in self.others.items():
                 next_at = now + timedelta(seconds=delay) if delay is not None else None
                 if next_at:
@@ -107,6 +109,8 @@ class Recorder:
                     updated_at=now,
                 )
                 written_now[status] += written
+                if written and status == DeliveryStatus.NOT_FOUND:
+                    not_found += ids
                 if written:
                     attempts += attempt_rows(
                         ids,
@@ -119,6 +123,8 @@ class Recorder:
                     )
             if attempts:
                 DeliveryAttempt.objects.bulk_create(attempts)
+            if not_found:
+                suppress_not_found(not_found, now=now)
             moved_from_pending(burst_id=self.burst_id, moved=written_now, now=now)
             # Still working on the rest of the chunk: renew the lease, a third of
             # the way through it (renewing every flush rewrote every row each time).
@@ -146,6 +152,22 @@ def attempt_rows(
         )
         for delivery_id in ids
     ]
+
+
+def suppress_not_found(delivery_ids: list[int], *, now: datetime) -> None:
+    """Suppress the addresses these deliveries found not to exist: one INSERT … SELECT
+    per flush, in its transaction; an address already suppressed keeps its row."""
+    table = connection.ops.quote_name(Suppression._meta.db_table)
+    deliveries = connection.ops.quote_name(Delivery._meta.db_table)
+    marks = ", ".join(["%s"] * len(delivery_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (email, reason, note, created_at) "
+            f"SELECT DISTINCT lower(email), %s, %s, %s FROM {deliveries} "
+            f"WHERE id IN ({marks}) AND status = %s AND email <> '' "
+            "ON CONFLICT (email) DO NOTHING",
+            [SuppressionReason.NOT_FOUND, "", now, *delivery_ids, DeliveryStatus.NOT_FOUND],
+        )
 
 
 def fail_claimed(*, burst_id: int, token: str, error: str) -> int:

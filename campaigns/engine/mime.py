@@ -20,7 +20,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.utils.html import escape
 
-from campaigns.engine.tokens import unsubscribe_url
+from campaigns.engine.tokens import delivery_token, unsubscribe_url
 from campaigns.models import EmailBurst
 from campaigns.templating import CompiledBurst, compile_burst, member_context
 
@@ -123,7 +123,7 @@ class PreparedBurst:
             f"To: {_address(to_name, to_email)}",
             f"Subject: {_encode_header(subject)}",
             f"Date: {_date_header(int(time.time()))}",
-            f"Message-ID: {message_id or _delivery_message_id(burst_id=self.burst_id, delivery_id=delivery_id, sender=self.envelope_from)}",
+            f"Message-ID: {message_id or _delivery_message_id_at(self.domain, burst_id=self.burst_id, delivery_id=delivery_id)}",
         ]
         if self.reply_to:
             headers.append(f"Reply-To: {self.reply_to}")
@@ -255,13 +255,16 @@ def encode_recipient(address: str) -> str:
 
 
 def message_id(*, burst_id: int, delivery_id: int, sender: str) -> str:
-    """Stable across retries, so a receiver can tell a retry from a new message."""
+    """Stable across retries, so a receiver can tell a retry from a new message; it
+    carries the delivery's signed token, which a bounce or a complaint quotes back."""
     domain = sender.rsplit("@", 1)[-1].lower() or "localhost"
-    return f"<burst{burst_id}.delivery{delivery_id}@{domain}>"
+    return _delivery_message_id_at(domain, burst_id=burst_id, delivery_id=delivery_id)
 
 
-# `build` has a parameter of the same name.
-_delivery_message_id = message_id
+def _delivery_message_id_at(domain: str, *, burst_id: int, delivery_id: int) -> str:
+    if delivery_id < 1:  # no delivery (a test send): an id no bounce can tie to anyone
+        return f"<burst{burst_id}.nodelivery@{domain}>"
+    return f"<{delivery_token(delivery_id)}@{domain}>"
 
 
 def fresh_message_id(*, burst_id: int, sender: str) -> str:

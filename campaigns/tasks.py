@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, on_startup
 
 from campaigns import heartbeat, services
+from campaigns.bounces import imap
 
 logger = logging.getLogger(__name__)
 LAST_PERIODIC_KEY = "emailer:last-periodic-run"
@@ -52,9 +54,38 @@ def periodic_maintenance() -> dict:
     return report
 
 
+BOUNCE_POLL_LOCK = "emailer:bounce-mailbox-poll"
+
+
+@db_periodic_task(crontab(minute="*"))
+def poll_bounce_mailbox() -> dict | None:
+    """Read the bounce mailbox (BOUNCE_IMAP_URL). The lock keeps a slow poll and the next
+    minute's from reading the same messages at once on two workers."""
+    if not settings.BOUNCE_IMAP:
+        return None
+    with HUEY.lock_task(BOUNCE_POLL_LOCK):
+        try:
+            report = imap.mailbox_poll(record=services.mail_event_record)
+        except Exception as exc:  # the server is down, or the connection dropped: next minute
+            # The exception names the host at most, never the password.
+            logger.warning("bounce mailbox poll failed (%s): %s", type(exc).__name__, exc)
+            return None
+    if report.seen:
+        logger.info("bounce mailbox %s: %s", report.mailbox, report.as_dict())
+    return report.as_dict()
+
+
 @on_startup()
 def publish_heartbeat() -> None:
     heartbeat.start()
+
+
+@on_startup()
+def release_bounce_poll_lock() -> None:
+    # huey's locks never expire: a worker killed mid-poll would stop the polling
+    # for good. Two polls overlapping after a restart is harmless (each message is
+    # recorded once; a message already moved is skipped).
+    HUEY.flush_locks(BOUNCE_POLL_LOCK)
 
 
 @on_startup()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -310,6 +310,56 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
     raise ImproperlyConfigured(f"SITE_URL must be an absolute http(s) URL, got {SITE_URL!r}")
 
+# --- bounces and complaints ------------------------------------------------------
+
+
+def _imap_url(name: str) -> dict | None:
+    """The bounce mailbox, from imaps://user:password@host:993/INBOX (imap:// for a local
+    server). Errors never echo the URL: it holds a password."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} is not a valid URL (expected imaps://user:password@host:993/INBOX)"
+        ) from None
+    if parts.scheme not in {"imap", "imaps"}:
+        raise ImproperlyConfigured(f"{name} must start with imaps:// (or imap:// for a local server)")
+    if not parts.hostname or not parts.username or parts.password is None:
+        raise ImproperlyConfigured(
+            f"{name} must name a user, a password and a host: imaps://user:password@host/INBOX"
+        )
+    if parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"{name} takes no ?query or #fragment")
+    secure = parts.scheme == "imaps"
+    return {
+        "host": parts.hostname,
+        "port": port or (993 if secure else 143),
+        "ssl": secure,
+        "user": unquote(parts.username),
+        "password": unquote(parts.password),
+        "mailbox": unquote(parts.path.lstrip("/")) or "INBOX",
+    }
+
+
+# Polled every minute by campaigns.tasks.poll_bounce_mailbox; None: no mailbox.
+BOUNCE_IMAP = _imap_url("BOUNCE_IMAP_URL")
+# ESP webhooks (django-anymail) under /webhooks/anymail/: basic auth "user:password"
+# (required), plus the ESP's own signing key where it signs.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="").strip() or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default="").strip() or None,
+    "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": (
+        env.str("SENDGRID_WEBHOOK_VERIFICATION_KEY", default="").strip() or None
+    ),
+}
+ANYMAIL = {key: value for key, value in ANYMAIL.items() if value}
+if "WEBHOOK_SECRET" in ANYMAIL and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
+    raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password (the webhooks' basic auth)")
+
 # --- huey ---------------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="").strip()
@@ -438,6 +488,18 @@ _MAILING_NAVIGATION = {
             "icon": "filter_alt",
             "link": reverse_lazy("admin:members_segment_changelist"),
             "permission": lambda request: request.user.has_perm("members.view_segment"),
+        },
+        {
+            "title": "Mail events",
+            "icon": "unsubscribe",
+            "link": reverse_lazy("admin:campaigns_mailevent_changelist"),
+            "permission": lambda request: request.user.has_perm("campaigns.view_mailevent"),
+        },
+        {
+            "title": "Suppressions",
+            "icon": "block",
+            "link": reverse_lazy("admin:members_suppression_changelist"),
+            "permission": lambda request: request.user.has_perm("members.view_suppression"),
         },
     ],
 }

@@ -23,6 +23,8 @@ from campaigns.schemas import (
     BurstTestOut,
     DeliveryPage,
     DeliveryQuery,
+    MailEventPage,
+    MailEventQuery,
     MailServerError,
     PreflightOut,
     PreviewOut,
@@ -31,6 +33,10 @@ from campaigns.schemas import (
     RetryOut,
     ScheduleIn,
     StatsOut,
+    SuppressionIn,
+    SuppressionOut,
+    SuppressionPage,
+    SuppressionQuery,
 )
 from common.api import (
     OBJECT_ERRORS,
@@ -420,3 +426,64 @@ def _preflight_errors(result: selectors.Preflight) -> list[dict[str, Any]]:
     for _member_id, email, problem in result.render_failures:
         errors.append({"field": "member", "message": f"{email}: {problem}", "example": email})
     return errors
+
+
+# --- bounces and complaints (SPEC 13) ----------------------------------------------------------------
+
+SUPPRESSION_ERRORS = {**OBJECT_ERRORS, 409: ErrorOut}
+
+
+@router.get(
+    "/events/",
+    response=responses({200: MailEventPage}),
+    summary="List mail events (bounces, complaints)",
+    operation_id="mail_events_list",
+    tags=["mail events"],
+)
+def list_mail_events(request: HttpRequest, query: Query[MailEventQuery]):
+    """Staff only. Bounces, complaints, delays and unreadable reports received after
+    sending, newest first, filterable by `kind` and `burst`, paginated."""
+    events = selectors.mail_events(kind=query.kind or "", burst_id=query.burst)
+    return paginate(events, query, request)
+
+
+@router.get(
+    "/suppressions/",
+    response=responses({200: SuppressionPage}),
+    summary="List suppressed addresses",
+    operation_id="suppressions_list",
+    tags=["suppressions"],
+)
+def list_suppressions(request: HttpRequest, query: Query[SuppressionQuery]):
+    """Staff only. Addresses no burst mails (their deliveries are skipped), newest
+    first, `search` by part of the address, paginated."""
+    return paginate(selectors.suppressions(search=query.search or ""), query, request)
+
+
+@router.post(
+    "/suppressions/",
+    response=responses({201: SuppressionOut}, errors=SUPPRESSION_ERRORS),
+    summary="Suppress an address",
+    operation_id="suppressions_create",
+    tags=["suppressions"],
+)
+def create_suppression(request: HttpRequest, payload: SuppressionIn):
+    """Staff only. Later bursts skip the address (in any case). 409 when it is already
+    suppressed, 422 for a bad address."""
+    suppression = services.suppression_add(
+        email=payload.email, reason=payload.reason, note=payload.note, actor=request.auth
+    )
+    return Status(201, suppression)
+
+
+@router.delete(
+    "/suppressions/{int:id}/",
+    response=responses({204: None}, errors=OBJECT_ERRORS),
+    summary="Remove a suppression",
+    operation_id="suppressions_delete",
+    tags=["suppressions"],
+)
+def delete_suppression(request: HttpRequest, id: int):
+    """Staff only. The address may be mailed again."""
+    services.suppression_remove(suppression_id=id)
+    return Status(204, None)

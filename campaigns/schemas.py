@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 from ninja import Field, Schema
 from pydantic import AwareDatetime, BeforeValidator, StringConstraints, model_validator
 
-from campaigns.models import BurstStatus, DeliveryStatus
+from campaigns.models import BurstStatus, DeliveryStatus, MailEventKind, MatchedBy
 from common.api import MAX_ID, Bool, Email, EmailOrBlank, Id, Line, PageOut, PageQuery, Text, json_string
+from members.models import SuppressionReason
 
 Subject = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 BurstName = Annotated[Line, StringConstraints(max_length=200)]
@@ -182,6 +183,10 @@ class StatsOut(Schema):
         description="When the first of those may be tried again (it may be past: due now); "
         "null when none waits for a retry."
     )
+    bounced_count: int = Field(
+        description="Deliveries with a bounce reported after the server accepted them (each counted once)."
+    )
+    complained_count: int = Field(description="Deliveries a recipient reported as spam (each counted once).")
 
 
 class DeliveryOut(Schema):
@@ -278,3 +283,58 @@ class PreflightOut(Schema):
         description="Where the audience comes from: members of each source (a member in two is mailed once)."
     )
     excluded: list[SourceOut] = Field(description="How many of them each exclusion leaves out.")
+
+
+# --- bounces and complaints (SPEC section 13) -------------------------------------------------------
+
+
+class MailEventOut(Schema):
+    id: int
+    kind: MailEventKind
+    source: str = Field(description='"imap", "webhook:<esp>", "upload" or "command".')
+    email: str = Field(description="The address the report is about; blank when none could be read.")
+    delivery_id: int | None = Field(description="The delivery it was matched to; null when unmatched.")
+    burst_id: int | None = Field(description="That delivery's burst.")
+    member_id: int | None
+    matched_by: MatchedBy = Field(
+        description='"token" (the signed delivery token of the Message-ID), "relay_id" (the relay\'s '
+        'message id), "address" (an address only: recorded, changes nothing) or "" (unmatched).'
+    )
+    diagnostic: str
+    occurred_at: datetime | None
+    received_at: datetime
+
+
+class MailEventPage(PageOut):
+    items: list[MailEventOut]
+
+
+class MailEventQuery(PageQuery):
+    kind: MailEventKind | None = None
+    burst: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Only the events matched to this burst's deliveries."
+    )
+
+
+class SuppressionOut(Schema):
+    id: int
+    email: str
+    reason: SuppressionReason
+    event_id: int | None = Field(description="The mail event that caused it, if any.")
+    note: str
+    created_at: datetime
+    created_by_id: int | None
+
+
+class SuppressionPage(PageOut):
+    items: list[SuppressionOut]
+
+
+class SuppressionQuery(PageQuery):
+    search: str | None = Field(None, max_length=254, description="Part of the address.")
+
+
+class SuppressionIn(Schema):
+    email: Email
+    reason: SuppressionReason = SuppressionReason.MANUAL
+    note: Text = Field("", max_length=2000)

@@ -23,6 +23,7 @@ from django.db.models import (
     F,
     IntegerField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -43,6 +44,7 @@ from campaigns.models import (
     DeliveryAttempt,
     DeliveryStatus,
     EmailBurst,
+    MailEvent,
     counter_field,
 )
 from campaigns.templating import TemplateProblem, compile_burst
@@ -803,8 +805,9 @@ def burst_deliveries(*, burst_id: int, status: str = "", query: str = "") -> Que
 
 def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
     """The member's latest deliveries, newest first, with their bursts' name, subject and
-    status, and each delivery's tries that did not end in "sent" (`attempt_log`, oldest
-    first): two queries however many deliveries and tries there are."""
+    status, each delivery's tries that did not end in "sent" (`attempt_log`, oldest
+    first) and what was reported about it later (`events`, bounces and complaints, without
+    the raw report): three queries however many deliveries, tries and events there are."""
     return list(
         Delivery.objects.filter(member_id=member_id)
         .select_related("burst")
@@ -822,7 +825,9 @@ def member_deliveries(*, member_id: int, limit: int) -> list[Delivery]:
             "burst__subject",
             "burst__status",
         )
-        .prefetch_related("attempt_log")
+        .prefetch_related(
+            "attempt_log", Prefetch("events", queryset=MailEvent.objects.defer("raw").order_by("id"))
+        )
         .order_by("-id")[:limit]
     )
 
@@ -971,3 +976,27 @@ def audience_ids_fill(bursts: Iterable[EmailBurst]) -> None:
         found[burst_id][kind].append(ref)
     for burst in bursts:
         burst.audience_ids = {name: sorted(ids) for name, ids in found[burst.pk].items()}
+
+
+# --- bounces and complaints -----------------------------------------------------------------------
+
+
+def mail_events(*, kind: str = "", burst_id: int | None = None) -> QuerySet[MailEvent]:
+    """Mail events, newest first, with their delivery's burst (`burst_id`)."""
+    events = MailEvent.objects.annotate(burst_id=F("delivery__burst_id")).order_by("-id")
+    if kind:
+        events = events.filter(kind=kind)
+    if burst_id is not None:
+        events = events.filter(delivery__burst_id=burst_id)
+    return events
+
+
+def suppressions(*, search: str = "") -> QuerySet[Suppression]:
+    """Suppressed addresses, newest first; `search`: part of the address."""
+    rows = Suppression.objects.order_by("-id")
+    return rows.filter(email__contains=search.strip().lower()) if search.strip() else rows
+
+
+def delivery_mail_events(*, delivery_id: int) -> list[MailEvent]:
+    """What was reported about one delivery after sending, oldest first (no raw report)."""
+    return list(MailEvent.objects.filter(delivery_id=delivery_id).defer("raw").order_by("id"))

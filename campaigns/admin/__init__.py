@@ -1,7 +1,7 @@
 """The campaigns admin: bursts (`bursts`, with their pages in `views`, `forms` and
-`report`), deliveries (`deliveries`), and the dashboard (`dashboard`, the
+`report`), deliveries (`deliveries`), mail events (`events`), and the dashboard (`dashboard`, the
 UNFOLD["DASHBOARD_CALLBACK"]). Importing the package registers the model admins."""
 
-from campaigns.admin import bursts, deliveries
+from campaigns.admin import bursts, deliveries, events
 
-__all__ = ["bursts", "deliveries"]
+__all__ = ["bursts", "deliveries", "events"]

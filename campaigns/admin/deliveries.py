@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RangeDateTimeFilter
 from unfold.decorators import display
@@ -62,6 +62,7 @@ class DeliveryAdmin(ModelAdmin):
         "created_at",
         "updated_at",
         "attempt_history",
+        "mail_events",
     )
     fields = readonly_fields
 
@@ -102,6 +103,26 @@ class DeliveryAdmin(ModelAdmin):
                     for line in selectors.delivery_attempt_lines(delivery=delivery)
                 ]
             },
+        )
+
+    @display(description="Reported later")
+    def mail_events(self, delivery: Delivery) -> str:
+        """Bounces and complaints about this message (its status stays what SMTP said)."""
+        events = selectors.delivery_mail_events(delivery_id=delivery.pk)
+        if not events:
+            return "Nothing reported after sending."
+        return format_html_join(
+            "",
+            '<div><a href="{}">{} {}</a>: {}</div>',
+            (
+                (
+                    reverse("admin:campaigns_mailevent_change", args=[e.pk]),
+                    e.get_kind_display(),
+                    f"{e.received_at:%Y-%m-%d %H:%M}",
+                    e.diagnostic or e.email,
+                )
+                for e in events
+            ),
         )
 
     @display(description="Burst", ordering="burst")

@@ -221,6 +221,20 @@ def figure_cards(stats: BurstStats) -> list[dict[str, str]]:
     ]
 
 
+def reported_line(stats: BurstStats) -> str:
+    """Bounces and complaints reported after the server accepted the messages."""
+    bounced, complained = stats.bounced_count, stats.complained_count
+    return (
+        f"Reported after sending: {format_count(bounced)} bounced "
+        f"({format_percent(_share(bounced, stats.sent_count))}), "
+        f"{format_count(complained)} marked as spam ({format_percent(_share(complained, stats.sent_count))})."
+    )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole * 100, 1) if whole else None
+
+
 def status_breakdown(stats: BurstStats) -> list[dict[str, Any]]:
     """The rows next to the chart: each status, the failure classes grouped under
     "Failed" (the same number as the Failed card)."""
@@ -375,6 +389,7 @@ def report_context(request: HttpRequest, burst: EmailBurst, stats: BurstStats) -
         "progress_url": reverse("admin:campaigns_emailburst_progress", args=[burst.pk]),
         "poll_milliseconds": POLL_MILLISECONDS,
         "figures": figure_cards(stats),
+        "reported_line": reported_line(stats),
         "failed_statuses_text": FAILED_STATUSES_TEXT,
         "chart_data": json.dumps(chart_data(stats)),
         "chart_options": json.dumps(CHART_OPTIONS),

@@ -1,6 +1,7 @@
 """A member's delivery timeline: their latest deliveries, newest first, each with the
 tries that led to its status ("14:02:10 451 4.2.2 Mailbox full — will retry", then
-"14:03:12 Sent"). Read in two queries however long it is (campaigns.selectors)."""
+"14:03:12 Sent"), then the bounces and complaints reported about it later. Read in
+three queries however long it is (campaigns.selectors)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,20 @@ def delivery_steps(delivery: Delivery) -> list[Step]:
     return steps
 
 
+def event_steps(delivery: Delivery) -> list[Step]:
+    """A line per bounce or complaint reported about ``delivery`` after sending."""
+    return [
+        Step(
+            at=clock(event.occurred_at or event.received_at),
+            text=f"{event.get_kind_display()}: {event.diagnostic}"
+            if event.diagnostic
+            else event.get_kind_display(),
+            outcome=event.kind,
+        )
+        for event in delivery.events.all()  # prefetched
+    ]
+
+
 def timeline_context(member_id: int) -> dict[str, Any]:
     """What the member page's templates show of the member's deliveries."""
     # One more than shown tells whether there are more.
@@ -76,7 +91,7 @@ def timeline_context(member_id: int) -> dict[str, Any]:
             delivery=delivery,
             label=STATUS_LABELS[delivery.status],
             variant=DELIVERY_STATUS_VARIANTS[delivery.status],
-            steps=delivery_steps(delivery),
+            steps=delivery_steps(delivery) + event_steps(delivery),
         )
         for delivery in deliveries[:TIMELINE_LENGTH]
     ]

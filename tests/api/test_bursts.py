@@ -364,6 +364,8 @@ def test_stats(as_staff):
         "success_rate": 50.0,
         "retrying_count": 0,
         "next_retry_at": None,
+        "bounced_count": 0,
+        "complained_count": 0,
         "status_counts": {
             "pending": 1,
             "sent": 3,

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import BurstStatus, DeliveryStatus
 from members import services as member_services
+from members.models import Suppression
 from tests.api.conftest import Api, access_token
 from tests.factories import BurstFactory, DeliveryFactory, MemberFactory
 
@@ -31,6 +32,7 @@ LOGIN = {"username": "sam.staff", "password": "staff-pass-1234"}
 TEST_SEND = {"emails": ["tester@example.test"]}
 NEW_LIST = {"name": "Volunteers"}
 NO_MEMBERS = {"members": []}
+NEW_SUPPRESSION = {"email": "gone@example.test"}
 NEW_SEGMENT = {
     "name": "Verified",
     "rules": {"match": "all", "conditions": [{"field": "is_verified", "op": "is", "value": True}]},
@@ -128,6 +130,12 @@ MATRIX = [
     ("PATCH", "/api/segments/{segment}/", {"description": "D"}, 401, 403, 200, 200, 200),
     ("DELETE", "/api/segments/{segment}/", None,            401, 403, 204, 204, 204),
     ("GET", "/api/segments/{segment}/members/", None,       401, 403, 200, 200, 200),
+    # bounces and complaints: staff only
+    ("GET", "/api/events/", None,                           401, 403, 200, 200, 200),
+    ("GET", "/api/suppressions/", None,                     401, 403, 200, 200, 200),
+    ("POST", "/api/suppressions/", NEW_SUPPRESSION,         401, 403, 201, 201, 201),
+    ("POST", "/api/suppressions/", GARBAGE,                 401, 403, 422, 422, 422),
+    ("DELETE", "/api/suppressions/{suppression}/", None,    401, 403, 204, 204, 204),
     # system
     ("GET", "/api/test/emailer/", None,                     401, 403, 200, 200, 200),
 ]  # fmt: skip
@@ -155,6 +163,7 @@ def world(db, member, staff_user, staff_without_send, superuser):
         "paused": paused.pk,
         "sent": sent.pk,
         "list": member_services.mailing_list_create(name="Board").pk,
+        "suppression": Suppression.objects.create(email="bounced@example.test", reason="hard_bounce").pk,
         "segment": member_services.segment_create(
             name="Everyone", rules={"match": "all", "conditions": []}
         ).pk,

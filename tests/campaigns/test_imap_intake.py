@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -288,3 +289,23 @@ def test_a_bad_imap_url_stops_start_up_without_echoing_the_password(url):
     assert result.returncode != 0
     assert "BOUNCE_IMAP_URL" in result.stderr.strip().splitlines()[-1]
     assert "s3cret-pw" not in result.stderr
+
+
+def test_every_sample_report_is_read_from_the_mailbox_and_filed_by_what_it_is(imap_account):
+    """The parser's real-shaped samples (DSNs, ARF, non-standard bounces, junk), as they
+    would sit in a bounce mailbox."""
+    samples = Path(__file__).with_name("bounce_samples")
+    expected = json.loads((samples / "expected.json").read_text())["samples"]
+    _append(imap_account, *[(samples / name).read_bytes() for name in sorted(expected)])
+    unparsed = sum(1 for sample in expected.values() if sample["kind"] == "unparsed")
+
+    report = poll(config=imap_account.config)
+
+    assert (report.seen, report.failed) == (len(expected), 0)
+    assert _folder_counts(imap_account) == {
+        "INBOX": 0,
+        "Processed": len(expected) - unparsed,
+        "Unparsed": unparsed,
+    }
+    keys = {key.split("|")[0] for key in _imap_events().values_list("dedup_key", flat=True)}
+    assert len(keys) == len(expected)  # each message recorded (one event per recipient)

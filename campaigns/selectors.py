@@ -45,6 +45,7 @@ from campaigns.models import (
     DeliveryStatus,
     EmailBurst,
     MailEvent,
+    MailEventKind,
     counter_field,
 )
 from campaigns.templating import TemplateProblem, compile_burst
@@ -1000,3 +1001,18 @@ def suppressions(*, search: str = "") -> QuerySet[Suppression]:
 def delivery_mail_events(*, delivery_id: int) -> list[MailEvent]:
     """What was reported about one delivery after sending, oldest first (no raw report)."""
     return list(MailEvent.objects.filter(delivery_id=delivery_id).defer("raw").order_by("id"))
+
+
+def reported_counts(*, since: datetime) -> dict[str, int]:
+    """Our deliveries with a bounce and with a complaint reported since `since` (events
+    matched to a delivery; each delivery once): one query on (kind, received_at)."""
+    events = MailEvent.objects.filter(
+        kind__in=[MailEventKind.HARD_BOUNCE, MailEventKind.SOFT_BOUNCE, MailEventKind.COMPLAINT],
+        received_at__gte=since,
+        delivery__isnull=False,
+    )
+    bounce_kinds = [MailEventKind.HARD_BOUNCE, MailEventKind.SOFT_BOUNCE]
+    return events.aggregate(
+        bounced=Count("delivery_id", distinct=True, filter=Q(kind__in=bounce_kinds)),
+        complained=Count("delivery_id", distinct=True, filter=Q(kind=MailEventKind.COMPLAINT)),
+    )

@@ -5,7 +5,7 @@ size of the tables."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.http import HttpRequest
@@ -115,6 +115,53 @@ def _outcome_success_rate(totals: dict[str, int]) -> float | None:
     return selectors.success_rate(sent=sent, total=sent + failed + skipped, skipped=skipped)
 
 
+# The bulk-sender limits (Gmail's and Yahoo's since 2024): complaints must stay under
+# 0.3 % of the messages delivered, and should stay under 0.1 %. Bounces: ESPs review
+# an account above about 2 % (no published mailbox provider limit), warned from 1 %.
+COMPLAINT_LIMIT, COMPLAINT_WARNING = 0.3, 0.1
+BOUNCE_LIMIT, BOUNCE_WARNING = 2.0, 1.0
+
+
+def _rate_figure(count: int, sent: int, *, limit: float, warning: float, what: str) -> dict[str, Any]:
+    rate = count / sent * 100 if sent else None
+    if rate is None or rate < warning:
+        level, variant = "ok", "success"
+    elif rate < limit:
+        level, variant = "warning", "warning"
+    else:
+        level, variant = "over", "danger"
+    notes = {
+        "ok": f"under the {format_percent(limit)} limit",
+        "warning": f"close to the {format_percent(limit)} limit: look at who {what}",
+        "over": f"over the {format_percent(limit)} limit: mailbox providers may refuse your mail",
+    }
+    return {
+        "count": format_count(count),
+        "rate": format_percent(rate),
+        "level": level,
+        "variant": variant,
+        "note": notes[level],
+    }
+
+
+def _reputation(today: date, sent: int) -> dict[str, Any]:
+    """Bounce and complaint rates of the last DAYS days against the bulk-sender limits:
+    matched bounces and complaints (MailEvent) over the messages sent (daily outcomes)."""
+    start = timezone.make_aware(
+        datetime.combine(today - timedelta(days=DAYS - 1), time.min), timezone.get_default_timezone()
+    )
+    counts = selectors.reported_counts(since=start)
+    return {
+        "bounces": _rate_figure(
+            counts["bounced"], sent, limit=BOUNCE_LIMIT, warning=BOUNCE_WARNING, what="bounces"
+        ),
+        "complaints": _rate_figure(
+            counts["complained"], sent, limit=COMPLAINT_LIMIT, warning=COMPLAINT_WARNING, what="complains"
+        ),
+        "events_url": reverse("admin:campaigns_mailevent_changelist"),
+    }
+
+
 CHART_OPTIONS = {
     "animation": False,
     "responsive": True,
@@ -173,4 +220,9 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
             "success_rate": format_percent(context["outcome_success_rate"]),
         }
         context["failed_help"] = FIGURE_HELP["failed_count"]
+        context["reputation"] = reputation = _reputation(timezone.localdate(), outcome_totals[SENT])
+        context["reputation_cards"] = [
+            ("bounces", f"Bounce rate, last {DAYS} days", reputation["bounces"]),
+            ("complaints", f"Complaint rate, last {DAYS} days", reputation["complaints"]),
+        ]
     return context

@@ -62,38 +62,44 @@ def _imap_events():
 
 
 class CuttingProxy:
-    """A TCP proxy to the IMAP server that drops the connection once the server has
-    sent `cut_after` bytes, the first time only; later connections pass through."""
+    """A TCP proxy to the IMAP server that drops its first connection `after` bytes past
+    the first time the server sends `marker` (later connections pass through): the cut
+    falls inside the server's answer to a chosen command."""
 
-    def __init__(self, port: int, cut_after: int) -> None:
+    def __init__(self, port: int, *, marker: bytes, after: int = 0) -> None:
         self.target = port
-        self.cut_after = cut_after
+        self.marker = marker
+        self.after = after
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
+        first = True
         while True:
             try:
                 client, _ = self.listener.accept()
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
-            limit = self.cut_after if self.cuts == 0 else None
-            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, limit), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, first), daemon=True).start()
+            first = False
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, limit: int | None) -> None:
-        sent = 0
+    def _pipe(self, source: socket.socket, sink: socket.socket, cut: bool) -> None:
+        seen = b""
         try:
             while data := source.recv(4096):
-                if limit is not None and sent + len(data) > limit:
-                    sink.sendall(data[: limit - sent])
-                    self.cuts += 1
-                    break
+                if cut:
+                    start = len(seen)
+                    seen += data
+                    found = seen.find(self.marker)
+                    if found >= 0 and len(seen) >= found + len(self.marker) + self.after:
+                        sink.sendall(data[: found + len(self.marker) + self.after - start])
+                        self.cuts += 1
+                        break
                 sink.sendall(data)
-                sent += len(data)
         except OSError:
             pass
         for sock in (source, sink):
@@ -140,26 +146,44 @@ def test_an_empty_mailbox_creates_the_folders_and_records_nothing(imap_account):
 
 
 def test_a_connection_cut_mid_fetch_leaves_nothing_half_done_and_the_next_poll_finishes(imap_account):
-    messages = [dsn_message(f"gone{n}@example.com") for n in range(5)]
-    _append(imap_account, *messages)
-    poll(config=imap_account.config)  # folders exist: the cut falls in the fetch
-    _append(imap_account, *[dsn_message(f"late{n}@example.com") for n in range(5)])
-    proxy = CuttingProxy(imap_account.port, cut_after=3000)  # greeting, login, status, then the fetch
+    _append(imap_account, *[dsn_message(f"gone{n}@example.com") for n in range(5)])
+    # 500 bytes into the first message of the batch.
+    proxy = CuttingProxy(imap_account.port, marker=b" FETCH (", after=500)
     config = {**imap_account.config, "port": proxy.port}
     try:
         with pytest.raises(Exception):  # noqa: B017 (imaplib's abort or a socket error)
             poll(config=config)
         assert proxy.cuts == 1
-        assert _imap_events().count() == 5
+        assert not _imap_events().exists()
         assert _folder_counts(imap_account)["INBOX"] == 5
 
         report = poll(config=config)
     finally:
         proxy.close()
 
-    assert report.processed == 5
-    assert _imap_events().count() == 10
-    assert _folder_counts(imap_account) == {"INBOX": 0, "Processed": 10, "Unparsed": 0}
+    assert (report.processed, report.failed) == (5, 0)
+    assert _imap_events().count() == 5
+    assert _folder_counts(imap_account) == {"INBOX": 0, "Processed": 5, "Unparsed": 0}
+
+
+def test_a_connection_cut_during_a_move_records_nothing_twice(imap_account):
+    _append(imap_account, *[dsn_message(f"gone{n}@example.com") for n in range(3)])
+    # dovecot answers MOVE with "* OK [COPYUID ...]": cut before the command's own OK.
+    proxy = CuttingProxy(imap_account.port, marker=b"[COPYUID ")
+    config = {**imap_account.config, "port": proxy.port}
+    try:
+        with pytest.raises(Exception):  # noqa: B017 (imaplib's abort or a socket error)
+            poll(config=config)
+        assert proxy.cuts == 1
+        assert _imap_events().count() == 1  # the first message: recorded, its move cut short
+
+        report = poll(config=config)
+    finally:
+        proxy.close()
+
+    assert report.failed == 0
+    assert _imap_events().count() == 3
+    assert _folder_counts(imap_account) == {"INBOX": 0, "Processed": 3, "Unparsed": 0}
 
 
 def test_a_message_that_fails_to_record_stays_and_the_others_are_handled(imap_account):

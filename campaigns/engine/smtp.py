@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from campaigns.engine.classify import SENT, Outcome, classify, connection_failure, reply_text
+from campaigns.engine.classify import Outcome, classify, connection_failure, reply_text, sent
 from campaigns.models import DeliveryStatus
 
 DOT_LINE = re.compile(rb"(?m)^\.")
@@ -165,7 +165,7 @@ class SmtpSession:
         self.needs_rset = False
         if code != 250:
             return self._failed(classify(code, reply, stage="data"))
-        return SENT
+        return sent(reply)
 
     def _one_by_one(self, conn: smtplib.SMTP, sender: str, recipient: str) -> tuple:
         refused = (503, b"5.5.1 Bad sequence of commands")

@@ -54,7 +54,7 @@ KINDS_BY_STRENGTH = (COMPLAINT, HARD_BOUNCE, SOFT_BOUNCE, BLOCKED, DELAYED)
 
 @dataclass(frozen=True)
 class ParsedRecipient:
-    email: str  # the failed or complaining address, lower-cased
+    email: str  # the failed or complaining address, lower-cased ("" when a complaint hides it)
     kind: str  # "hard_bounce" | "soft_bounce" | "blocked" | "delayed" | "complaint"
     status: str = ""  # enhanced code "5.1.1", when known
     diagnostic: str = ""  # "550 5.1.1 User unknown", when known
@@ -164,7 +164,6 @@ def _enhanced(status: str, diagnostic: str) -> str:
 TOKEN_IN_ID = re.compile(rf"^\s*<?\s*({DELIVERY_TOKEN_PATTERN})@", re.IGNORECASE)
 TOKEN_IN_TEXT = re.compile(rf"<({DELIVERY_TOKEN_PATTERN})@", re.IGNORECASE)
 MESSAGE_ID = re.compile(r"<([^<>\s]{1,250}@[^<>\s]{1,250})>")
-RECEIVED_ID = re.compile(r"\bid\s+<?([A-Za-z0-9][A-Za-z0-9._\-]{3,80})>?", re.IGNORECASE)
 ADDRESS = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+"
 )
@@ -194,7 +193,7 @@ COPY_MARKERS = re.compile(
 HEADER_LINE = re.compile(
     r"(?m)^(Return-Path|Received|Message-ID|From|To|Subject|Date|DKIM-Signature|MIME-Version|X-[\w-]+):"
 )
-VERSION = re.compile(r"^\d+(\.\d+)+$")
+SES_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{6}")
 REDACTED = re.compile(r"^(x+|redacted|\*+|[#x*]+)$", re.IGNORECASE)
 
 
@@ -223,11 +222,9 @@ def _parse(raw: bytes) -> ParsedEvent:
         # Not a report: an auto-reply is no bounce; anything else may be a bounce in
         # a server's own words (junk without even a From is neither).
         recipients = [] if _is_autoreply(msg, subject) else _heuristic(msg, notification, found.returned)
-    tokens, relay_ids = _correlation(msg, found, notification, per_message)
+    tokens, relay_ids = _correlation(msg, found, notification)
     recipients = _unique(recipients or [])
     kind = _strongest(r.kind for r in recipients)
-    if kind == UNPARSED and found.feedback and _feedback_type(found.feedback) in COMPLAINT_FEEDBACK:
-        kind = COMPLAINT  # the reporter hid the address: the delivery token still names it
     return ParsedEvent(
         kind=kind,
         recipients=tuple(recipients),
@@ -352,9 +349,10 @@ def _from_reports(found: _Found) -> tuple[list[ParsedRecipient] | None, Message 
         if recipient is not None:
             recipients.append(recipient)
     if found.feedback and _feedback_type(found.feedback) in COMPLAINT_FEEDBACK:
-        recipients = (recipients or []) + [
-            ParsedRecipient(email=address, kind=COMPLAINT) for address in _complainants(found)
-        ]
+        # A reporter that hides the address (redacted) still quotes the Message-ID:
+        # the complaint is kept with no address, and its delivery token names it.
+        addresses = _complainants(found) or [""]
+        recipients = (recipients or []) + [ParsedRecipient(email=a, kind=COMPLAINT) for a in addresses]
     return recipients, per_message
 
 
@@ -536,9 +534,7 @@ def _inline_copy(text: str) -> Message | None:
 # --- correlation ------------------------------------------------------------------------------------
 
 
-def _correlation(
-    msg: Message, found: _Found, notification: str, per_message: Message | None
-) -> tuple[list[str], list[str]]:
+def _correlation(msg: Message, found: _Found, notification: str) -> tuple[list[str], list[str]]:
     tokens: list[str] = []
     relay_ids: list[str] = []
     for returned in found.returned:
@@ -548,26 +544,26 @@ def _correlation(
                     token = TOKEN_IN_ID.match(message_id)
                     if token:
                         tokens.append(token.group(1).lower())
-                    elif name == "message-id" and message_id:
+                    elif name == "message-id" and "@" in message_id:
                         relay_ids += _relay_forms(message_id)
-        for received in _all(returned, "received"):
-            # "with ESMTPS id 4Tq9Lm2Xy7zK3"; not "Microsoft SMTP Server id 15.20.7362.019" (a version)
-            relay_ids += [i for i in RECEIVED_ID.findall(received.split(";", 1)[0]) if not VERSION.match(i)]
     for name in ("in-reply-to", "references"):  # some reporters thread the report on the original
         for value in _all(msg, name):
             tokens += [t.lower() for t in TOKEN_IN_TEXT.findall(value)]
     tokens += [t.lower() for t in TOKEN_IN_TEXT.findall(notification)]
-    if per_message is not None:
-        relay_ids += [v for v in _all(per_message, "x-postfix-queue-id") if v]
     return _first(tokens), _first(relay_ids)
 
 
 def _relay_forms(message_id: str) -> list[str]:
     """A relay that gives the message its own Message-ID answers DATA with it, whole
-    (`250 Ok <id@host>`) or only its left part (SES: `250 Ok 0100018c...`)."""
+    (`250 Ok <id@host>`) or only its left part (SES: `250 Ok 0100018c...`).
+
+    Relay ids are not signed, so only ids nobody can guess are taken: a whole
+    Message-ID, or SES's random left part; never a queue id from Received or
+    X-Postfix-Queue-ID (short, partly time-based), which a forged bounce could
+    name to touch someone else's delivery."""
     forms = [message_id]
     local, _, domain = message_id.partition("@")
-    if domain.lower().endswith("amazonses.com"):
+    if domain.lower().endswith("amazonses.com") and SES_ID.fullmatch(local.lower()):
         forms.append(local)
     return forms
 

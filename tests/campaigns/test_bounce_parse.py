@@ -74,6 +74,30 @@ def test_a_forged_bounce_carries_no_valid_token(sample_key):
         delivery_id_from_token(event.delivery_tokens[0])
 
 
+def test_a_queue_id_in_a_bounce_is_no_relay_id_as_anyone_could_guess_one(sample_key):
+    # The relay's queue id is in X-Postfix-Queue-ID and in the returned Received header.
+    raw = (SAMPLES / "postfix_dsn_rfc822.eml").read_bytes()
+    assert b"X-Postfix-Queue-ID: 4Tq9Lm2Xy7zK3" in raw and b"with ESMTPS id 4Tq9Lm2Xy7zK3" in raw
+
+    assert parse_message(raw).relay_ids == ()
+
+
+def test_an_ses_message_id_gives_its_relay_id_whole_and_as_ses_answered_data(sample_key):
+    event = parse_sample("ses_bounce_relay_id.eml")
+
+    ses_id = "0100018e0f1d2c3b-5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d-000000"
+    assert event.relay_ids == (f"{ses_id}@email.amazonses.com", ses_id)
+    assert event.delivery_tokens == ()
+
+
+def test_a_complaint_that_hides_the_address_is_kept_for_its_token_to_name(sample_key):
+    event = parse_sample("arf_redacted_recipient.eml")
+
+    assert event.kind == "complaint"
+    assert [(r.email, r.kind) for r in event.recipients] == [("", "complaint")]
+    assert delivery_ids(event) == [116]
+
+
 def test_a_dsn_gives_the_diagnostic_and_the_time_of_the_report(sample_key):
     event = parse_sample("postfix_dsn_rfc822.eml")
 

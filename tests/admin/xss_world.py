@@ -18,8 +18,8 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from members.models import Member
+from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst, MailEvent
+from members.models import Member, Suppression
 from tests.factories import AttachmentFactory, BurstFactory, DeliveryFactory, MemberFactory
 
 
@@ -51,6 +51,10 @@ LAST_NAME = svg(13)
 EMAIL = '"<svg/data-xss/onload=window.__xss=14>"@example.test'
 ATTACHMENT_NAME = '<img data-xss src=x onerror="window.__xss=15">.txt'
 LOG_MESSAGE = "Changed " + img(16)
+# A bounce as a remote server writes it: its diagnostic and the whole message are theirs.
+BOUNCE_DIAGNOSTIC = "5.1.1 550 " + img(17)
+BOUNCE_RAW = "Subject: Undelivered " + svg(18) + "\n\n" + img(19)
+SUPPRESSION_NOTE = "Asked by phone " + img(20)
 
 RAW = re.compile(r"<\w+[\s/]data-xss")
 ESCAPED = re.compile(r"&lt;\w+[\s/]data-xss")
@@ -105,6 +109,19 @@ def hostile_world(*, author: Member) -> World:
         action_flag=CHANGE,
         change_message=LOG_MESSAGE,
     )
+    bounced = Delivery.objects.get(burst=sent, member=victim)
+    event = MailEvent.objects.create(
+        kind="hard_bounce",
+        source="imap",
+        delivery=bounced,
+        member=victim,
+        email=EMAIL,
+        diagnostic=BOUNCE_DIAGNOSTIC,
+        raw=BOUNCE_RAW,
+        dedup_key="xss",
+        matched_by="token",
+    )
+    Suppression.objects.create(email=EMAIL, reason="hard_bounce", event=event, note=SUPPRESSION_NOTE)
     return World(victim=victim, draft=draft, paused=paused, sent=sent)
 
 
@@ -137,4 +154,7 @@ def admin_pages(world: World) -> dict[str, str]:
         "members": "/admin/members/member/",
         "members-search": "/admin/members/member/?q=data-xss",
         "member": f"/admin/members/member/{victim.pk}/change/",
+        "mail-events": "/admin/campaigns/mailevent/",
+        "mail-event": f"/admin/campaigns/mailevent/{MailEvent.objects.get(dedup_key='xss').pk}/change/",
+        "suppressions": "/admin/members/suppression/",
     }

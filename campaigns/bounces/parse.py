@@ -218,10 +218,11 @@ def _parse(raw: bytes) -> ParsedEvent:
             found.returned.append(inline)
     subject = _header(msg, "subject")[:500]
     recipients, per_message = _from_reports(found)
-    if recipients is None and not found.feedback and msg.get("from") is not None:
-        # Not a report: an auto-reply is no bounce; anything else may be a bounce in
-        # a server's own words (junk without even a From is neither).
-        recipients = [] if _is_autoreply(msg, subject) else _heuristic(msg, notification, found.returned)
+    if recipients is None and not found.feedback and _looks_like_bounce(msg, subject):
+        # Not a report, but from a mail system: a bounce in the server's own words. An
+        # auto-reply or a person's answer (which may quote our Message-ID) is never
+        # read as one, whatever words it contains.
+        recipients = _heuristic(msg, notification, found.returned)
     tokens, relay_ids = _correlation(msg, found, notification)
     recipients = _unique(recipients or [])
     kind = _strongest(r.kind for r in recipients)
@@ -415,32 +416,20 @@ def _complainants(found: _Found) -> list[str]:
 # --- non-standard bounces ---------------------------------------------------------------------------
 
 
-def _is_autoreply(msg: Message, subject: str) -> bool:
-    if _looks_like_bounce(msg, subject):
-        return False
-    auto = _header(msg, "auto-submitted").lower()
-    return bool(
-        auto.startswith("auto-replied")
-        or msg.get("x-autoreply")
-        or msg.get("x-autorespond")
-        or _header(msg, "precedence").lower() == "auto_reply"
-        or AUTOREPLY_SUBJECTS.search(subject)
-    )
-
-
 def _looks_like_bounce(msg: Message, subject: str) -> bool:
+    """Sent by a mail system about a delivery. Not a null Return-Path alone: auto-replies
+    use one too (RFC 3834), and they are no bounce."""
     sender = (getaddresses(_all(msg, "from")) or [("", "")])[0][1]
+    if AUTOREPLY_SUBJECTS.search(subject) or msg.get("x-autoreply") or msg.get("x-autorespond"):
+        return False
     return bool(
-        BOUNCE_SENDERS.match(sender)
-        or _header(msg, "return-path") == "<>"
-        or BOUNCE_SUBJECTS.search(subject)
-        or msg.get("x-failed-recipients")
+        BOUNCE_SENDERS.match(sender) or BOUNCE_SUBJECTS.search(subject) or msg.get("x-failed-recipients")
     )
 
 
 def _heuristic(msg: Message, notification: str, returned: list[Message]) -> list[ParsedRecipient]:
-    """Addresses from flufl.bounce (or, in a message that says it is a bounce, the
-    returned message's To), each with the reply text that follows it."""
+    """Addresses from flufl.bounce (or else the returned message's To, when the
+    notification names it), each with the reply text that follows it."""
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # a detector that chokes on this message
@@ -448,7 +437,7 @@ def _heuristic(msg: Message, notification: str, returned: list[Message]) -> list
         temporary, permanent = frozenset(), frozenset()
     found = [(_clean_address(a.decode("ascii", "replace")), True) for a in sorted(permanent)]
     found += [(_clean_address(a.decode("ascii", "replace")), False) for a in sorted(temporary)]
-    if not any(address for address, _ in found) and _looks_like_bounce(msg, _header(msg, "subject")):
+    if not any(address for address, _ in found):
         found = [(address, True) for address in _returned_to(returned, notification)]
     body = _before_copy(notification)
     recipients = []

@@ -22,7 +22,7 @@ from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce, Lower, TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
@@ -1132,7 +1132,8 @@ def _match(email: str, *, by_token: list[Delivery], by_relay: list[Delivery], on
         return _Match(delivery, MatchedBy.TOKEN)
     if delivery := _pick(by_relay, email, only_recipient):
         return _Match(delivery, MatchedBy.RELAY_ID)
-    if email and Member.objects.filter(email__iexact=email).exists():
+    # lower(email): the members' case-insensitive unique index answers it.
+    if email and Member.objects.alias(email_lower=Lower("email")).filter(email_lower=email).exists():
         return _Match(None, MatchedBy.ADDRESS)
     return _Match(None, MatchedBy.NONE)
 
@@ -1195,8 +1196,9 @@ def _record_one(
                 source=source[:40],
                 delivery=delivery,
                 member_id=delivery.member_id if delivery else None,
-                email=recipient.email[:254],
-                diagnostic="\n".join(filter(None, [recipient.status, recipient.diagnostic])),
+                # A complaint whose reporter hid the address names it by its token.
+                email=(recipient.email or (delivery.email if delivery else ""))[:254],
+                diagnostic=_diagnostic(recipient.status, recipient.diagnostic),
                 raw=raw,
                 dedup_key=key,
                 matched_by=match.matched_by,
@@ -1207,6 +1209,13 @@ def _record_one(
     except IntegrityError:
         return None  # the same report recorded meanwhile by another intake
     return event
+
+
+def _diagnostic(status: str, text: str) -> str:
+    """The status code, then the text, the code named once ("4.2.2 Mailbox full")."""
+    if status and status not in text:
+        return f"{status} {text}".strip()
+    return text or status
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,49 @@ def test_recount_bursts_repairs_the_bounce_and_complaint_counters():
     assert services.bursts_recount(burst_ids=[delivery.burst_id]) == [
         f"burst {delivery.burst_id}: count_bounced 7 -> 1"
     ]
+
+
+def test_a_complaint_with_the_address_hidden_is_matched_by_its_token():
+    delivery = sent_delivery()
+    parsed = Parsed(
+        kind="complaint",
+        recipients=(Recipient(email="", kind="complaint"),),
+        delivery_tokens=(token_of(delivery),),
+    )
+    [event] = services.mail_event_record(parsed=parsed, source="imap", raw="x", dedup_key="redacted")
+
+    assert (event.delivery_id, event.email, event.matched_by) == (delivery.pk, delivery.email, "token")
+    assert Suppression.objects.get().reason == "complaint"
+    assert Member.objects.get(pk=delivery.member_id).unsubscribed_at is not None
+
+
+def test_an_address_nobody_has_is_not_matched_at_all():
+    parsed = Parsed(
+        kind="hard_bounce", recipients=(Recipient(email="nobody@example.org", kind="hard_bounce"),)
+    )
+    [event] = services.mail_event_record(parsed=parsed, source="command", raw="x", dedup_key="nobody")
+
+    assert (event.delivery_id, event.matched_by) == (None, "")
+
+
+def test_the_diagnostic_names_the_status_code_once():
+    delivery = sent_delivery()
+    parsed = Parsed(
+        kind="hard_bounce",
+        recipients=(
+            Recipient(
+                email=delivery.email, kind="hard_bounce", status="5.1.1", diagnostic="550 5.1.1 User unknown"
+            ),
+        ),
+        delivery_tokens=(token_of(delivery),),
+    )
+    [event] = services.mail_event_record(parsed=parsed, source="imap", raw="x", dedup_key="diag")
+    assert event.diagnostic == "550 5.1.1 User unknown"
+    other = Parsed(
+        kind="soft_bounce",
+        recipients=(
+            Recipient(email=delivery.email, kind="soft_bounce", status="4.2.2", diagnostic="Mailbox full"),
+        ),
+    )
+    [event] = services.mail_event_record(parsed=other, source="imap", raw="x", dedup_key="diag2")
+    assert event.diagnostic == "4.2.2 Mailbox full"

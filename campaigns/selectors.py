@@ -437,7 +437,10 @@ def skip_reason_expression(*, burst_id: int) -> Case:
         default=Value(SKIP_SUPPRESSED_MANUAL),
         output_field=CharField(),
     )
-    suppressed = Suppression.objects.filter(email=Lower(OuterRef("email"))).values(text=reason_text)[:1]
+    # No ordering: the address is unique, a sort per member would be for nothing.
+    suppressed = (
+        Suppression.objects.filter(email=Lower(OuterRef("email"))).order_by().values(text=reason_text)[:1]
+    )
     return Case(
         When(unsubscribed_at__isnull=False, then=Value(SKIP_UNSUBSCRIBED)),
         When(is_active=False, then=Value(SKIP_INACTIVE)),

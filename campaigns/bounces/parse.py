@@ -99,7 +99,6 @@ FULL_WORDS = re.compile(
     r"insufficient (storage|disk)|out of storage|mailbox has exceeded",
     re.IGNORECASE,
 )
-LATER_WORDS = re.compile(r"try again later|temporar(y|ily)|please retry", re.IGNORECASE)
 UNKNOWN_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient|address|person)|"
     r"mailbox (unavailable|not found|does not exist|disabled)|does not exist|doesn't exist|"
@@ -116,12 +115,15 @@ def failure_kind(*, action: str, status: str, diagnostic: str) -> tuple[str, str
     address) are hard; a full mailbox (x.2.2, "over quota") is soft; policy words
     ("blocked", "spam", ...) are blocked; any other 4.x.x is soft, even when the
     server gave up (`Action: failed`); any other 5.x.x is hard. Without an enhanced
-    code: 4xx soft, 552 soft, other 5xx hard; then the words; a failure nothing
-    explains counts as soft (it suppresses only when repeated)."""
+    code: the words (full mailbox soft, policy blocked), 4xx and 552 soft, other 5xx
+    hard, "user unknown" and the like hard; a failure nothing explains ("try again
+    later", or no reason at all) counts as soft: it suppresses only when repeated."""
     if action.strip().lower().startswith("delayed"):
         return DELAYED, _enhanced(status, diagnostic)
     code = _enhanced(status, diagnostic)
     text = diagnostic
+    if code.startswith("2"):  # "success" on a failure: a broken report, read the words
+        code = ""
     if code:
         klass, subject, detail = code.split(".")
         if subject == "7":
@@ -163,10 +165,7 @@ def _enhanced(status: str, diagnostic: str) -> str:
 
 TOKEN_IN_ID = re.compile(rf"^\s*<?\s*({DELIVERY_TOKEN_PATTERN})@", re.IGNORECASE)
 TOKEN_IN_TEXT = re.compile(rf"<({DELIVERY_TOKEN_PATTERN})@", re.IGNORECASE)
-MESSAGE_ID = re.compile(r"<([^<>\s]{1,250}@[^<>\s]{1,250})>")
-ADDRESS = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+"
-)
+MESSAGE_ID = re.compile(r"<([^<>\s@]{1,250}@[^<>\s]{1,250})>")
 REPORT_TYPES = ("message/delivery-status", "message/global-delivery-status")
 FEEDBACK_TYPES = ("message/feedback-report",)
 RETURNED_TYPES = ("message/rfc822", "message/global")

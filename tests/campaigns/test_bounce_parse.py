@@ -146,6 +146,7 @@ def test_the_samples_tokens_name_the_deliveries_they_were_made_for(sample_key):
         ("failed", "", "Sorry, no mailbox here by that name. (#5.1.1)", "hard_bounce", "5.1.1"),
         ("failed", "", "no such user here", "hard_bounce", ""),
         ("failed", "", "", "soft_bounce", ""),
+        ("failed", "2.0.0", "", "soft_bounce", ""),
     ],
 )
 def test_the_kind_of_a_failure_follows_the_status_then_the_reply(action, status, diagnostic, kind, code):

@@ -446,6 +446,9 @@ LOGGING = {
         "members": _app_logger,
         "devtools": _app_logger,
         "config": _app_logger,
+        # One of flufl.bounce's detectors crashing on an odd message is logged there
+        # with a traceback; the parser carries on with the others (and says unparsed).
+        "flufl.bounce": {"handlers": [], "level": "CRITICAL", "propagate": False},
     },
 }
 

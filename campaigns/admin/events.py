@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import ChoicesDropdownFilter
-from unfold.decorators import display
+from unfold.decorators import action, display
 
 from campaigns.models import MailEvent
 
@@ -57,6 +58,8 @@ class MailEventAdmin(ModelAdmin):
         "raw_text",
     )
     readonly_fields = fields
+    # A bounce that came by other means (saved from a mail client): the upload page.
+    actions_list = ["upload_report"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -68,6 +71,18 @@ class MailEventAdmin(ModelAdmin):
         # The raw report is only read on an event's own page.
         queryset = super().get_queryset(request).select_related("delivery__burst")
         return queryset.defer("delivery__burst__body", "delivery__burst__html_body")
+
+    @action(
+        description="Upload a bounce (.eml)",
+        url_path="upload-report",
+        icon="upload_file",
+        permissions=["upload"],
+    )
+    def upload_report(self, request: HttpRequest) -> HttpResponseRedirect:
+        return redirect("bounce_upload")
+
+    def has_upload_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("campaigns.add_mailevent")  # what the upload page asks
 
     @display(description="Kind", ordering="kind", label=KIND_VARIANTS)
     def kind_badge(self, event: MailEvent) -> tuple[str, str]:

@@ -142,3 +142,25 @@ def test_the_sidebar_lists_mail_events_and_suppressions(root_client: Client):
     html = root_client.get("/admin/").content.decode()
 
     assert EVENTS in html and SUPPRESSIONS in html
+
+
+def test_the_events_list_links_to_the_upload_page(root_client: Client):
+    html = root_client.get(EVENTS).content.decode()
+    assert "Upload a bounce (.eml)" in html
+
+    response = root_client.get(f"{EVENTS}upload-report/")
+
+    assert response.status_code == 302 and response.url == "/admin/campaigns/mailevent/upload/"
+
+
+def test_staff_who_may_not_upload_see_no_upload_link(client: Client, db):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import MemberFactory
+
+    viewer = MemberFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mailevent"))
+    client.force_login(viewer)
+
+    assert "Upload a bounce (.eml)" not in client.get(EVENTS).content.decode()
+    assert client.get(f"{EVENTS}upload-report/").status_code == 403

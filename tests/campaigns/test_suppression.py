@@ -11,6 +11,8 @@ import importlib
 
 import pytest
 from django.apps import apps as django_apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from campaigns import selectors, services
 from campaigns.models import Delivery, DeliveryStatus
@@ -33,6 +35,21 @@ def test_the_engine_suppresses_an_address_it_found_not_to_exist(engine):
 
     assert statuses(burst)["Bob@example.test"] == DeliveryStatus.NOT_FOUND
     assert list(Suppression.objects.values_list("email", "reason")) == [("bob@example.test", "not_found")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_writes_the_suppressions_of_a_flush_in_one_statement(engine):
+    lost = [MemberFactory(email=f"lost{i}@example.test") for i in range(3)]
+    for member in lost:
+        engine.script(member.email, "550 5.1.1 User unknown")
+    burst = DraftBurstFactory(recipients=[*lost, MemberFactory(email="ok@example.test")])
+
+    with CaptureQueriesContext(connection) as queries:
+        services.burst_send(burst_id=burst.pk)
+
+    inserts = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "members_suppression"')]
+    assert len(inserts) == 1
+    assert Suppression.objects.filter(reason="not_found").count() == 3
 
 
 @pytest.mark.django_db(transaction=True)

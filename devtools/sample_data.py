@@ -20,7 +20,7 @@ from django.db.models import F, Q, QuerySet
 from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from members import services as member_services
-from members.models import ListMembership, MailingList, Member, Segment
+from members.models import ListMembership, MailingList, Member, Segment, Suppression, SuppressionReason
 
 SEED = 20240514
 MIN_MEMBERS = 200
@@ -280,6 +280,11 @@ def delete_sample_data() -> None:
     # A list of that name someone filled with their own members stays.
     others = ListMembership.objects.exclude(member__in=sample_members())
     sample_lists().exclude(memberships__in=others).delete()
+    # The sample's suppressed addresses (sample domains only).
+    query = Q()
+    for domain in SAMPLE_DOMAINS:
+        query |= Q(email__endswith=f"@{domain}")
+    Suppression.objects.filter(query).delete()
     # Deleting members runs the pre_delete signal that blanks their addresses on
     # deliveries of bursts that are not sample ones.
     sample_members().delete()
@@ -296,6 +301,7 @@ def create_sample_data(count: int, rng: random.Random, now: datetime.datetime) -
     outcomes += create_paused_burst(members, author, rng, now)
     create_unsent_bursts(members, author, rng, now)
     save_outcomes(outcomes)
+    suppress_not_found(outcomes)
     lists = create_lists(members, rng)
     segments = create_segments(lists, now)
     # Written as history, not sent: the counters are what a recount of them says.
@@ -310,6 +316,20 @@ def create_sample_data(count: int, rng: random.Random, now: datetime.datetime) -
         statuses=statuses,
         lists=len(lists),
         segments=len(segments),
+    )
+
+
+def suppress_not_found(outcomes: list[Outcome]) -> None:
+    """The addresses the sample's sends found not to exist are suppressed, as the
+    engine does when it records a not_found: later bursts skip them."""
+    addresses = {
+        o.delivery.email.lower()
+        for o in outcomes
+        if o.delivery.status == DeliveryStatus.NOT_FOUND and o.delivery.email
+    }
+    Suppression.objects.bulk_create(
+        [Suppression(email=email, reason=SuppressionReason.NOT_FOUND) for email in sorted(addresses)],
+        ignore_conflicts=True,
     )
 
 

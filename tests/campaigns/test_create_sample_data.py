@@ -227,3 +227,19 @@ def test_it_adds_a_few_lists_and_segments_that_select_members(sample) -> None:
     create_sample_data("--force")
     assert MailingList.objects.count() == 3
     assert Segment.objects.count() == 3
+
+
+def test_the_not_found_addresses_are_suppressed_so_later_bursts_skip_them(sample) -> None:
+    from members.models import Suppression
+
+    not_found = {
+        email.lower()
+        for email in Delivery.objects.filter(status=DeliveryStatus.NOT_FOUND).values_list("email", flat=True)
+    }
+    assert not_found
+    assert set(Suppression.objects.values_list("email", flat=True)) == not_found
+    create_sample_data("--force")
+    assert set(Suppression.objects.values_list("email", flat=True)) == {
+        email.lower()
+        for email in Delivery.objects.filter(status=DeliveryStatus.NOT_FOUND).values_list("email", flat=True)
+    }

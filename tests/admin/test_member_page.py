@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from campaigns.models import BurstStatus, DeliveryAttempt, DeliveryStatus
 from campaigns.vocabulary import STATUS_LABELS
@@ -405,18 +406,19 @@ def test_the_member_page_in_chromium_for_a_superuser(page, live_server, superuse
     page.goto(change_url(member_with_a_story))
     form = page.locator("#member_form")
 
-    assert form.locator("input[name=first_name]").is_visible()
+    # expect() waits for the page's tabs to be set up (slow on a loaded machine).
+    expect(form.locator("input[name=first_name]")).to_be_visible()
     assert form.locator("input[name=subscribed]").count() == 1
-    assert not form.locator("[name=is_superuser]").is_visible()  # on the Account tab
+    expect(form.locator("[name=is_superuser]")).to_be_hidden()  # on the Account tab
     timeline = page.locator("#delivery-timeline")
-    assert timeline.is_visible()
+    expect(timeline).to_be_visible()
     assert timeline.locator(".timeline-attempt").count() == 2 + 3
     assert "will retry" in timeline.inner_text()
     screenshot(page, "member-page-superuser")
 
     tab_link(page, "Account").click()
-    assert form.locator("[name=is_superuser]").is_visible()
-    assert not form.locator("input[name=first_name]").is_visible()
+    expect(form.locator("[name=is_superuser]")).to_be_visible()
+    expect(form.locator("input[name=first_name]")).to_be_hidden()
     screenshot(page, "member-page-superuser-account-tab")
 
     nav = page.locator("#nav-sidebar-apps")
@@ -433,25 +435,27 @@ def test_the_member_page_in_chromium_for_other_staff(page, live_server, editor, 
     page.goto(change_url(member_with_a_story))
     form = page.locator("#member_form")
 
-    assert form.locator("input[name=first_name]").is_visible()
+    expect(form.locator("input[name=first_name]")).to_be_visible()
     for name in RIGHTS:
         assert form.locator(f"[name={name}]").count() == 0, name
     assert tab_link(page, "Account").count() == 0
-    assert page.locator("#delivery-timeline").is_visible()
+    expect(page.locator("#delivery-timeline")).to_be_visible()
     assert page.locator("#nav-sidebar-apps").get_by_text("Administration").count() == 0
     screenshot(page, "member-page-staff")
 
     tab_link(page, "Sign-in").click()
-    assert form.locator("[name=is_active]").is_visible()
+    expect(form.locator("[name=is_active]")).to_be_visible()
     screenshot(page, "member-page-staff-sign-in-tab")
 
     # switching the subscription off and saving
     tab_link(page, "Profile").click()
-    form.locator("input[name=subscribed]").uncheck(force=True)
+    switch = form.locator("input[name=subscribed]")
+    expect(switch).to_be_visible()
+    switch.uncheck()
     with page.expect_navigation():  # the POST's answer, not the page it was sent from
         page.locator("#submit-row button[name=_continue], button[name=_continue]").first.click()
     assert unsubscribed_at(member_with_a_story) is not None
-    assert page.locator("#member-unsubscribed-since").is_visible()
+    expect(page.locator("#member-unsubscribed-since")).to_be_visible()
     screenshot(page, "member-page-staff-unsubscribed")
     assert csp_violations(page) == []
     assert page.js_errors == []

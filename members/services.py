@@ -347,7 +347,7 @@ AUDIENCE_NAME_MAX = 200
 BUSY_BURST_STATUSES = ("scheduled", "sending", "paused")
 
 
-def _audience_name(
+def audience_name_check(
     model: type[MailingList] | type[Segment], name: str, *, exclude_pk: int | None = None
 ) -> str:
     """A list's or segment's name: one line, 1-200 characters, not taken (any case)."""
@@ -356,9 +356,11 @@ def _audience_name(
         raise InvalidInput("name is required", field="name")
     if len(name) > AUDIENCE_NAME_MAX:
         raise InvalidInput(f"name must be at most {AUDIENCE_NAME_MAX} characters", field="name")
-    taken = model.objects.filter(name__iexact=name).exclude(pk=exclude_pk)
-    if taken.exists():
-        raise Conflict(f"a {model._meta.verbose_name} named “{name}” already exists", field="name")
+    taken = (
+        model.objects.filter(name__iexact=name).exclude(pk=exclude_pk).values_list("name", flat=True).first()
+    )
+    if taken is not None:
+        raise Conflict(f"a {model._meta.verbose_name} named “{taken}” already exists", field="name")
     return name
 
 
@@ -373,7 +375,7 @@ def _in_use_check(what: str, bursts: QuerySet) -> None:
 def mailing_list_create(*, name: str, description: str = "") -> MailingList:
     try:
         return MailingList.objects.create(
-            name=_audience_name(MailingList, name), description=description or ""
+            name=audience_name_check(MailingList, name), description=description or ""
         )
     except IntegrityError:  # taken between the check and the insert
         raise Conflict(f"a mailing list named “{name}” already exists", field="name") from None
@@ -385,7 +387,7 @@ def mailing_list_update(*, list_id: int, **fields: Any) -> MailingList:
         raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     mailing_list = _get(MailingList, list_id)
     if fields.get("name") is not None:
-        mailing_list.name = _audience_name(MailingList, fields["name"], exclude_pk=list_id)
+        mailing_list.name = audience_name_check(MailingList, fields["name"], exclude_pk=list_id)
     if fields.get("description") is not None:
         mailing_list.description = fields["description"]
     mailing_list.save(update_fields=["name", "description"])
@@ -477,7 +479,7 @@ def segment_create(*, name: str, rules: Any, description: str = "") -> Segment:
     clean = rules_clean(rules)
     try:
         return Segment.objects.create(
-            name=_audience_name(Segment, name), description=description or "", rules=clean
+            name=audience_name_check(Segment, name), description=description or "", rules=clean
         )
     except IntegrityError:
         raise Conflict(f"a segment named “{name}” already exists", field="name") from None
@@ -489,7 +491,7 @@ def segment_update(*, segment_id: int, **fields: Any) -> Segment:
         raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     segment = _get(Segment, segment_id)
     if fields.get("name") is not None:
-        segment.name = _audience_name(Segment, fields["name"], exclude_pk=segment_id)
+        segment.name = audience_name_check(Segment, fields["name"], exclude_pk=segment_id)
     if fields.get("description") is not None:
         segment.description = fields["description"]
     if fields.get("rules") is not None:

@@ -204,11 +204,12 @@ class AudienceForm(forms.ModelForm):
     """Name checks as the services make them, said on the form: a name taken in any case."""
 
     def clean_name(self) -> str:
-        name = " ".join(self.cleaned_data["name"].split())
-        model = self._meta.model
-        if model.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
-            raise ValidationError(f"A {model._meta.verbose_name} named “{name}” already exists.")
-        return name
+        try:
+            return services.audience_name_check(
+                self._meta.model, self.cleaned_data["name"], exclude_pk=self.instance.pk
+            )
+        except ServiceError as exc:
+            raise ValidationError(exc.message[:1].upper() + exc.message[1:] + ".") from None
 
 
 class MailingListForm(AudienceForm):

@@ -106,7 +106,7 @@ def test_a_list_name_taken_in_another_case_is_a_form_error(root_client):
     response = root_client.post(f"{LISTS}add/", {"name": "BOARD", "description": "", "_save": "Save"})
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["name"] == [
-        "A mailing list named “BOARD” already exists."
+        "A mailing list named “Board” already exists."
     ]
     assert MailingList.objects.count() == 1
 
@@ -270,7 +270,7 @@ def test_a_segment_name_taken_in_another_case_is_a_form_error(root_client):
     services.segment_create(name="Verified", rules=VERIFIED)
     response = root_client.post(f"{SEGMENTS}add/", segment_post("verified", VERIFIED))
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["name"] == ["A segment named “verified” already exists."]
+    assert response.context["adminform"].form.errors["name"] == ["A segment named “Verified” already exists."]
 
 
 def test_the_segment_page_shows_its_count_and_first_members_when_it_loads(root_client):

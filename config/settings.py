@@ -7,6 +7,7 @@ variable instead of failing later in a worker.
 
 from __future__ import annotations
 
+import hashlib
 import zoneinfo
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -371,7 +372,17 @@ if HUEY_WORKER_TYPE not in {"thread", "process"}:
     raise ImproperlyConfigured(f"HUEY_WORKER_TYPE must be 'thread' or 'process', got {HUEY_WORKER_TYPE!r}")
 # Never derived from DEBUG: tests switch huey to immediate mode in a fixture.
 HUEY_IMMEDIATE = _bool("HUEY_IMMEDIATE", False)
-HUEY_NAME = env.str("HUEY_NAME", default="emailer")
+
+
+def _queue_name(database: dict) -> str:
+    """The huey queue's name for this deployment: derived from its database, so that
+    deployments sharing one Redis database never take each other's tasks (their
+    ids mean nothing in the other database). `HUEY_NAME` overrides it."""
+    identity = "|".join(str(database.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME"))
+    return "emailer-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+HUEY_NAME = env.str("HUEY_NAME", default="").strip() or _queue_name(_db)
 
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:

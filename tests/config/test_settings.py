@@ -25,6 +25,7 @@ out = {
     "email_user": s.EMAIL_HOST_USER,
     "email_timeout": s.EMAIL_TIMEOUT,
     "debug": s.DEBUG,
+    "huey_name": HUEY.name,
 }
 if out["huey_class"] == "RedisHuey":
     out["redis_db"] = HUEY.storage.pool.connection_kwargs.get("db")
@@ -43,6 +44,7 @@ CLEARED = (
     "HUEY_IMMEDIATE",
     "TIME_ZONE",
     "EMAIL_RATE_LIMIT",
+    "HUEY_NAME",
 )
 
 
@@ -191,3 +193,23 @@ def test_it_validates_addresses_with_djangos_email_validator(tmp_path):
     # pydantic's EmailStr refuses reserved domains such as .test; Django's validator does not.
     out = probe(tmp_path, SENDER_EMAIL="news@example.test", **DEV)
     assert out["email_user"] == "news@example.test"
+
+
+def test_the_queue_name_is_derived_from_the_database_unless_huey_name_is_set(tmp_path):
+    one = probe(tmp_path, **DEV, REDIS_URL="redis://127.0.0.1:6379/7")["huey_name"]
+    again = probe(tmp_path, **DEV, REDIS_URL="redis://127.0.0.1:6379/7")["huey_name"]
+    other = probe(
+        tmp_path,
+        **DEV,
+        REDIS_URL="redis://127.0.0.1:6379/7",
+        DATABASE_URL=f"sqlite:////{tmp_path}/other.sqlite3",
+    )["huey_name"]
+    postgres = probe(
+        tmp_path,
+        **DEV,
+        REDIS_URL="redis://127.0.0.1:6379/7",
+        DATABASE_URL="postgres://u@db.example:5432/emailer",
+    )["huey_name"]
+    assert one == again and one.startswith("emailer-")
+    assert len({one, other, postgres}) == 3  # two deployments on one Redis never share a queue
+    assert probe(tmp_path, **DEV, HUEY_NAME="shop-a")["huey_name"] == "shop-a"

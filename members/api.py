@@ -59,6 +59,10 @@ class LoginIn(TokenObtainPairInputSchema):
         # Missing fields and wrong types are left to pydantic (422 naming the field).
         return _check_strings(values, ("username", "password"))
 
+    @classmethod
+    def get_token(cls, user: Member) -> dict:
+        return services.token_pair_for(user=user)
+
     def authenticate(self, request: HttpRequest, credentials: dict) -> None:
         username, ip = credentials.get("username") or "", client_ip(request)
         services.login_throttle_check(username=username, ip=ip)

@@ -29,3 +29,4 @@ class MembersConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_tally_triggers_ensure, sender=self)
+        from members import signals  # noqa: F401  (connects its receivers)

@@ -256,6 +256,31 @@ def login_success_record(*, username: str) -> None:
 # --- tokens ---------------------------------------------------------------------------
 
 
+# A stamp of the member's password in every token (like Django's session auth hash):
+# a password change voids the refresh tokens issued before it.
+CREDENTIALS_CLAIM = "cred"
+
+
+def _credentials_stamp(user: Member) -> str:
+    return user.get_session_auth_hash()[:16]
+
+
+def token_pair_for(*, user: Member) -> dict[str, str]:
+    """A new refresh token and its access token, stamped with the member's password."""
+    refresh = RefreshToken.for_user(user)
+    refresh[CREDENTIALS_CLAIM] = _credentials_stamp(user)
+    return {"refresh": str(refresh), "access": str(refresh.access_token)}
+
+
+def member_tokens_void(*, member_id: int) -> int:
+    """Blacklist every refresh token the member holds (deactivation): one that is
+    reactivated later does not get its old tokens back. Returns how many."""
+    outstanding = OutstandingToken.objects.filter(user_id=member_id).exclude(blacklistedtoken__isnull=False)
+    voided = [BlacklistedToken(token=token) for token in outstanding]
+    BlacklistedToken.objects.bulk_create(voided, ignore_conflicts=True)
+    return len(voided)
+
+
 def token_refresh(*, refresh: str) -> dict[str, str]:
     """Exchange a refresh token for a new access token and a rotated refresh token.
 
@@ -270,6 +295,8 @@ def token_refresh(*, refresh: str) -> dict[str, str]:
     user = Member.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM), is_active=True).first()
     if user is None:
         raise InvalidToken("User is inactive or does not exist")
+    if token.get(CREDENTIALS_CLAIM) != _credentials_stamp(user):
+        raise InvalidToken("Token is no longer valid: the password has changed since it was issued")
     with transaction.atomic():
         outstanding, _ = OutstandingToken.objects.get_or_create(
             jti=token[api_settings.JTI_CLAIM],
@@ -278,8 +305,7 @@ def token_refresh(*, refresh: str) -> dict[str, str]:
         _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
         if not created:
             raise InvalidToken("Token is blacklisted")
-        new = RefreshToken.for_user(user)
-    return {"access": str(new.access_token), "refresh": str(new)}
+        return token_pair_for(user=user)
 
 
 def token_verify(*, token: str) -> None:

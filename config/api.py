@@ -33,6 +33,7 @@ from campaigns.engine import smtp_check
 from common.api import ErrorOut, body_size_check, error_status, responses, staff_auth
 from common.errors import InvalidInput, ServiceError, Throttled
 from members.api import audiences_router, auth_router, members_router
+from members.services import login_throttle_mode
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +210,10 @@ class HealthOut(Schema):
         description="How long the longest-running chunk task has been running; null when none runs."
     )
     last_periodic_run: datetime | None
+    login_throttle: Literal["shared", "per-process"] = Field(
+        description="`per-process` while the shared cache (Redis) does not answer: logins go on, each web "
+        "process counting failed attempts for itself."
+    )
 
 
 @system_router.get(
@@ -260,6 +265,7 @@ def health(request: HttpRequest):
         logger.exception("health: last periodic run unknown")
         checks["last_periodic_run"] = None
     checks.update(workers="unknown", consumers=None, busy_chunks=None, oldest_chunk_seconds=None)
+    checks["login_throttle"] = login_throttle_mode()
     if checks["queue"] == "ok":
         try:
             report = heartbeat.workers_report()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -364,6 +364,8 @@ if "WEBHOOK_SECRET" in ANYMAIL and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
 # --- huey ---------------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="").strip()
+# Seconds a Redis call may take (connecting, or waiting for an answer) before it fails.
+REDIS_TIMEOUT = _number("REDIS_TIMEOUT", 5.0, cast=float, minimum=2)
 HUEY_WORKERS = _number("HUEY_WORKERS", 2, minimum=1)
 # Process workers by default: sending is CPU-bound Python (building MIME), and threads
 # share one interpreter lock; measured about twice the rate on two cores (`make bench`).
@@ -384,6 +386,17 @@ def _queue_name(database: dict) -> str:
 
 HUEY_NAME = env.str("HUEY_NAME", default="").strip() or _queue_name(_db)
 
+
+
+def _with_timeouts(url: str, seconds: float) -> str:
+    """The Redis URL with socket timeouts redis-py reads from its query, unless given."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_timeout", str(seconds))
+    query.setdefault("socket_connect_timeout", str(seconds))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
@@ -391,7 +404,9 @@ if REDIS_URL:
         "huey_class": "huey.RedisHuey",
         "name": HUEY_NAME,
         "immediate": HUEY_IMMEDIATE,
-        "url": REDIS_URL,
+        # A stalled Redis fails a call after REDIS_TIMEOUT instead of hanging it (more
+        # than the consumer's 1 s blocking read, which would otherwise time out).
+        "url": _with_timeouts(REDIS_URL, REDIS_TIMEOUT),
         "utc": True,
     }
 else:
@@ -410,6 +425,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{HUEY_NAME}-cache",
+            "OPTIONS": {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT},
         }
     }
 

@@ -11,12 +11,15 @@ admin, the API and the import apply.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
 from django.contrib.auth import password_validation
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import EmptyResultSet
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
@@ -32,6 +35,8 @@ from common.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled
 from members import selectors
 from members.models import ListMembership, MailingList, Member, MemberTally, Segment
 from members.segments import rules_clean
+
+logger = logging.getLogger(__name__)
 
 # Fields a caller may set, and what a full replacement (PUT) resets them to.
 MEMBER_DEFAULTS: dict[str, Any] = {
@@ -232,25 +237,69 @@ def _login_keys(*, username: str, ip: str) -> list[str]:
     return [f"api-login-fail:user:{digest}", f"api-login-fail:ip:{ip}"]
 
 
+# When the shared cache (Redis) is down or stalled, logins go on: the throttle counts
+# in this process meanwhile, says so once in the log and in /api/health/, and tries
+# the shared cache again after LOGIN_SHARED_RETRY seconds (a stalled Redis costs each
+# call REDIS_TIMEOUT: asking it on every login would make logins wait that long).
+LOGIN_SHARED_RETRY = 30
+_LOCAL_COUNTS = LocMemCache("login-throttle-fallback", {"TIMEOUT": LOGIN_WINDOW_SECONDS})
+_shared_failed_at: float | None = None
+
+
+def _throttle_counts(operation: Callable[[Any], Any]) -> Any:
+    """Run `operation(cache)` on the shared cache, or on this process's counts while
+    the shared one does not answer."""
+    global _shared_failed_at
+    if _shared_failed_at is None or time.monotonic() - _shared_failed_at >= LOGIN_SHARED_RETRY:
+        try:
+            result = operation(cache)
+        except Exception as exc:  # any cache failure: connection refused, timeout, ...
+            if _shared_failed_at is None:
+                logger.warning(
+                    "login throttle: the shared cache does not answer (%s); counting per process",
+                    type(exc).__name__,
+                )
+            _shared_failed_at = time.monotonic()
+        else:
+            if _shared_failed_at is not None:
+                logger.warning("login throttle: the shared cache answers again")
+            _shared_failed_at = None
+            return result
+    return operation(_LOCAL_COUNTS)
+
+
+def login_throttle_mode() -> str:
+    """ "shared" (every process counts together) or "per-process" (the shared cache did
+    not answer lately): what /api/health/ reports."""
+    return "shared" if _shared_failed_at is None else "per-process"
+
+
 def login_throttle_check(*, username: str, ip: str) -> None:
     """Refuse a login attempt once a username or an address failed too often this minute."""
-    counts = cache.get_many(_login_keys(username=username, ip=ip))
+    keys = _login_keys(username=username, ip=ip)
+    counts = _throttle_counts(lambda store: store.get_many(keys))
     if any(count >= LOGIN_MAX_FAILURES for count in counts.values()):
         raise Throttled(LOGIN_THROTTLED, wait=LOGIN_WINDOW_SECONDS)
 
 
-def login_failure_record(*, username: str, ip: str) -> None:
-    for key in _login_keys(username=username, ip=ip):
+def _count_failure(store: Any, keys: list[str]) -> None:
+    for key in keys:
         # add() starts the window; incr() is atomic in every Django cache backend.
-        cache.add(key, 0, timeout=LOGIN_WINDOW_SECONDS)
+        store.add(key, 0, timeout=LOGIN_WINDOW_SECONDS)
         try:
-            cache.incr(key)
+            store.incr(key)
         except ValueError:  # expired between add() and incr()
-            cache.add(key, 1, timeout=LOGIN_WINDOW_SECONDS)
+            store.add(key, 1, timeout=LOGIN_WINDOW_SECONDS)
+
+
+def login_failure_record(*, username: str, ip: str) -> None:
+    keys = _login_keys(username=username, ip=ip)
+    _throttle_counts(lambda store: _count_failure(store, keys))
 
 
 def login_success_record(*, username: str) -> None:
-    cache.delete(_login_keys(username=username, ip="-")[0])
+    key = _login_keys(username=username, ip="-")[0]
+    _throttle_counts(lambda store: store.delete(key))
 
 
 # --- tokens ---------------------------------------------------------------------------

@@ -801,12 +801,16 @@ def _clean_email(value: Any) -> str:
     return Member.objects.normalize_email(text)
 
 
+# What the API says of a name with a line break or another control character: the
+# import refuses the same names with the same words (issue 15).
+NAME_NOT_ONE_LINE = "must be a single line without control characters"
+
+
 def _clean_name(value: Any) -> str:
-    # Line breaks and runs of spaces become one space: names are single lines (the API
-    # refuses line breaks), and a spreadsheet cell's wrapped name is still that name.
-    text = " ".join(_clean_text(value).split())
+    text = _clean_text(value)
     if _UNSTORABLE.search(text):
-        raise _CellError("contains control characters")
+        raise _CellError(NAME_NOT_ONE_LINE)
+    text = " ".join(text.split())  # runs of spaces become one, as a person means them
     if len(text) > NAME_MAX:
         raise _CellError(f"is longer than {NAME_MAX} characters")
     return text

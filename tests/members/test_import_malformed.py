@@ -343,13 +343,13 @@ def test_formulas_are_text_and_the_export_quote_is_undone():
     )
 
 
-def test_a_name_with_a_line_break_is_stored_on_one_line_and_row_numbers_follow():
+def test_a_name_with_a_line_break_is_refused_as_the_api_refuses_it():
     report, found = imported("names with line breaks")
-    assert report.exit_code == 0 and found == {"a@example.test", "b@example.test"}
-    assert Member.objects.get(email="a@example.test").first_name == "Ann Marie"
+    assert report.exit_code == 1 and found == {"b@example.test"}
+    assert report.rejected[0].reason == "first_name: must be a single line without control characters"
 
 
 def test_a_nul_byte_rejects_its_row_only():
     report, _ = imported("a nul byte late in the file")
     assert report.new == 2000 and report.invalid == 1
-    assert report.rejected[0].reason == "first_name: contains control characters"
+    assert report.rejected[0].reason == "first_name: must be a single line without control characters"

@@ -373,17 +373,19 @@ def test_formulas_are_stored_as_text_and_the_exports_quote_is_taken_off():
     assert member.last_name == "=cmd|' /C calc'!A0"
 
 
-def test_a_name_with_line_breaks_is_stored_on_one_line():
-    report = run('email,first_name,last_name\nl@example.test,"Anna\r\nMaria","  de\tla   Cruz "\n')
-    assert report.invalid == 0
-    member = Member.objects.get(email="l@example.test")
-    assert (member.first_name, member.last_name) == ("Anna Maria", "de la Cruz")
+def test_a_name_with_a_line_break_is_refused_with_the_apis_words_and_spaces_are_tidied():
+    report = run(
+        'email,first_name,last_name\nl@example.test,"Anna\r\nMaria",x\nm@example.test,Mia,"  de la   Cruz "\n'
+    )
+    assert reasons(report) == {2: "first_name: must be a single line without control characters"}
+    assert Member.objects.get(email="m@example.test").last_name == "de la Cruz"
+    assert not Member.objects.filter(email="l@example.test").exists()
 
 
 def test_a_name_with_control_characters_or_too_long_is_invalid():
     report = run(f"email,first_name,last_name\nc@example.test,Bell\x07,x\nd@example.test,x,{'y' * 151}\n")
     found = reasons(report)
-    assert found[2] == "first_name: contains control characters"
+    assert found[2] == "first_name: must be a single line without control characters"
     assert found[3] == "last_name: is longer than 150 characters"
 
 

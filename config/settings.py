@@ -387,7 +387,6 @@ def _queue_name(database: dict) -> str:
 HUEY_NAME = env.str("HUEY_NAME", default="").strip() or _queue_name(_db)
 
 
-
 def _with_timeouts(url: str, seconds: float) -> str:
     """The Redis URL with socket timeouts redis-py reads from its query, unless given."""
     parts = urlsplit(url)

@@ -353,11 +353,17 @@ def burst_audience(burst: EmailBurst) -> Audience:
     audience = Audience(
         all_members=False,
         lists=tuple(
-            through[0].objects.filter(emailburst_id=burst.pk).values_list("mailinglist_id", flat=True)
+            through[0]
+            .objects.filter(emailburst_id=burst.pk)
+            .order_by("mailinglist_id")
+            .values_list("mailinglist_id", flat=True)
         ),
         segments=tuple(burst.segments.order_by("pk").values_list("pk", "name", "rules")),
         exclude_lists=tuple(
-            through[1].objects.filter(emailburst_id=burst.pk).values_list("mailinglist_id", flat=True)
+            through[1]
+            .objects.filter(emailburst_id=burst.pk)
+            .order_by("mailinglist_id")
+            .values_list("mailinglist_id", flat=True)
         ),
         exclude_segments=tuple(burst.exclude_segments.order_by("pk").values_list("pk", "name", "rules")),
     )

@@ -8,6 +8,7 @@ variable instead of failing later in a worker.
 from __future__ import annotations
 
 import hashlib
+import math
 import zoneinfo
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -128,6 +129,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: its process_exception sees a view's error first (503 for a stalled service).
+    "config.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -149,6 +152,21 @@ TEMPLATES = [
 ]
 
 # --- database ---------------------------------------------------------------
+
+# PostgreSQL only (SQLite has no server to stall; its busy timeout below stays 30 s):
+# seconds to connect, and the server's statement_timeout; a connection that answers
+# nothing for DATABASE_TIMEOUT + DATABASE_STALL_GRACE seconds (a stalled server or
+# network, which no server-side limit sees) is closed and the call fails. 0 lifts the
+# statement limit and the stall cut for one long maintenance run (connecting still gives
+# up after 10 s), e.g. `DATABASE_TIMEOUT=0 python manage.py migrate` on a large table.
+DATABASE_TIMEOUT = _number("DATABASE_TIMEOUT", 10.0, cast=float)
+if 0 < DATABASE_TIMEOUT < 2:
+    raise ImproperlyConfigured(
+        f"DATABASE_TIMEOUT must be 0 (no statement limit) or at least 2 seconds, got {DATABASE_TIMEOUT:g}"
+    )
+# The server's own statement_timeout fires first (a clear error, the connection kept);
+# the client's cut is for when nothing comes back at all.
+DATABASE_STALL_GRACE = 2.0
 
 try:
     DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="sqlite:///db.sqlite3"))}
@@ -175,7 +193,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     if _db["NAME"] == ":memory:":
         _db["TEST"] = {}
 elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
-    _db["ENGINE"] = "django.db.backends.postgresql"
+    # Django's backend with connections that give up on a stalled server (common/db/postgresql).
+    _db["ENGINE"] = "common.db.postgresql"
     _db["CONN_MAX_AGE"] = _number("CONN_MAX_AGE", 0)
     _db["CONN_HEALTH_CHECKS"] = True
     # No JIT: it compiles each large statement anew (350 ms of a 390 ms batch of
@@ -183,6 +202,11 @@ elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.post
     _pg_options = _db.setdefault("OPTIONS", {})
     if "jit" not in _pg_options.get("options", ""):
         _pg_options["options"] = f"{_pg_options.get('options', '')} -c jit=off".strip()
+    # DATABASE_URL's own ?connect_timeout= or -c statement_timeout= win.
+    _pg_options.setdefault("connect_timeout", math.ceil(DATABASE_TIMEOUT) or 10)
+    if "statement_timeout" not in _pg_options["options"]:
+        _pg_options["options"] += f" -c statement_timeout={round(DATABASE_TIMEOUT * 1000)}"
+    _pg_options["stall_timeout"] = DATABASE_TIMEOUT + DATABASE_STALL_GRACE if DATABASE_TIMEOUT else None
 else:
     raise ImproperlyConfigured(f"DATABASE_URL must point at SQLite or PostgreSQL, got engine {_db['ENGINE']}")
 

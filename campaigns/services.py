@@ -31,6 +31,7 @@ from campaigns.engine import mime, recording
 from campaigns.engine import tokens as engine_tokens
 from campaigns.engine.chunk import DONE, ChunkResult, chunk_send
 from campaigns.engine.claiming import CANCELLED, release_leftovers
+from campaigns.engine.recovery import journals_replay
 from campaigns.engine.smtp import SmtpSession
 from campaigns.models import (
     MAIL_EVENT_RAW_LIMIT,
@@ -982,12 +983,14 @@ def deliveries_recover(*, stale_after: float | None = None) -> dict[str, int]:
     back, so a worker that is alive and renewing its lease is never robbed."""
     from campaigns import tasks
 
+    # First what dead chunks on this host journaled: what they sent is not sent again.
+    replayed = journals_replay()
     now = timezone.now()
     recovered = Delivery.objects.filter(status=DeliveryStatus.PENDING, lease_expires_at__lt=now).update(
         claim_token="", lease_expires_at=None
     )
     # A cancelled burst's deliveries that a dead worker held: nobody will send them.
-    report = {"recovered": recovered, "dispatched": 0, "created": 0, "finished": 0}
+    report = {"replayed": replayed, "recovered": recovered, "dispatched": 0, "created": 0, "finished": 0}
     report["skipped"] = 0
     for cancelled in list(
         EmailBurst.objects.filter(status=BurstStatus.CANCELLED, count_pending__gt=0).values_list(

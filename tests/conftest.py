@@ -144,6 +144,16 @@ def member(db):
 
 
 @pytest.fixture(autouse=True)
+def _journal_dir(tmp_path_factory):
+    """Each test's chunks journal into a folder of its own (a consumer started by the
+    test is given the same folder), never into the checkout's var/journal."""
+    previous = settings.EMAIL_JOURNAL_DIR
+    settings.EMAIL_JOURNAL_DIR = tmp_path_factory.mktemp("journal")
+    yield settings.EMAIL_JOURNAL_DIR
+    settings.EMAIL_JOURNAL_DIR = previous
+
+
+@pytest.fixture(autouse=True)
 def _member_tally_as_counted(request):
     """The test database is emptied between transactional tests table by table, in no
     fixed order (SQLite deletes fire the tally's triggers, PostgreSQL truncates): the

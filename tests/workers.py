@@ -103,6 +103,7 @@ def start_consumer(huey_queue, tmp_path, transactional_db) -> Iterator[Callable[
             EMAIL_TIMEOUT="5",
             HUEY_WORKERS=str(workers),
             PYTHONUNBUFFERED="1",
+            EMAIL_JOURNAL_DIR=str(settings.EMAIL_JOURNAL_DIR),
         )
         env.update({k: str(v) for k, v in extra.items()})
         args = ["--workers", str(workers)]

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from campaigns.engine.claiming import claim, release_leftovers
 from campaigns.engine.classify import Outcome
+from campaigns.engine.journal import Journal
 from campaigns.engine.mime import PreparedBurst, context_for, encode_recipient, prepare_burst
 from campaigns.engine.ratelimit import get_rate_limiter
 from campaigns.engine.recording import (
@@ -27,6 +28,7 @@ from campaigns.engine.recording import (
     connection_failures_reset,
     fail_claimed,
 )
+from campaigns.engine.recovery import journals_replay
 from campaigns.engine.smtp import SmtpSession
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
 from campaigns.templating import TemplateProblem
@@ -67,11 +69,18 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         # Paused, cancelled or deleted since the task was queued: claim nothing.
         result.stopped = burst.status if burst else DELETED
         return result
+    journals_replay()  # what a dead chunk here sent is recorded before anything is claimed
     token = uuid.uuid4().hex
-    result.claimed = claim(burst_id=burst_id, token=token, limit=limit or settings.EMAIL_CHUNK_SIZE)
+    # Opened before the claim: a chunk that cannot keep a journal claims nothing.
+    journal = Journal(settings.EMAIL_JOURNAL_DIR, burst_id=burst_id, token=token)
+    try:
+        result.claimed = claim(burst_id=burst_id, token=token, limit=limit or settings.EMAIL_CHUNK_SIZE)
+    finally:
+        if not result.claimed:
+            journal.close(keep=False)
     if not result.claimed:
         return result
-    recorder = Recorder(burst_id=burst_id, token=token)
+    recorder = Recorder(burst_id=burst_id, token=token, journal=journal)
     try:
         try:
             prepared = prepare_burst(burst)
@@ -85,7 +94,13 @@ def chunk_send(*, burst_id: int, limit: int | None = None) -> ChunkResult:
         else:
             _send_claimed(burst, prepared, recorder, result)
     finally:
-        recorder.flush()
+        try:
+            recorder.flush()
+        except BaseException:
+            # The database is away: the journal keeps what was sent for the recovery.
+            journal.close(keep=True)
+            raise
+        journal.close(keep=False)
         # After a whole-burst fault the leftovers stay held (their lease runs) until
         # the service has paused the burst and calls `release_leftovers`: released
         # now, another worker's chunk would claim and try them while it still reads

@@ -17,6 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from campaigns.engine.classify import Outcome
+from campaigns.engine.journal import Journal
 from campaigns.models import (
     DailyOutcome,
     Delivery,
@@ -33,10 +34,15 @@ FLUSH_SECONDS = 1.0
 
 @dataclass
 class Recorder:
-    """Collects outcomes and writes them as grouped UPDATEs."""
+    """Collects outcomes and writes them as grouped UPDATEs. With a journal, each
+    outcome is on disk before `add` returns and the journal is emptied once the
+    database holds it; `replay` writes a dead chunk's journal (its deliveries may
+    have been released or taken back since, but not yet claimed again)."""
 
     burst_id: int
     token: str
+    journal: Journal | None = None
+    replay: bool = False
     sent: list[int] = field(default_factory=list)
     # (delivery id, the relay's id) of the sent ones whose relay named its id.
     relay_ids: list[tuple[int, str]] = field(default_factory=list)
@@ -50,6 +56,8 @@ class Recorder:
     done: int = 0
 
     def add(self, delivery_id: int, attempts_before: int, outcome: Outcome) -> None:
+        if self.journal is not None:
+            self.journal.write(delivery_id, attempts_before, outcome)
         self.count += 1
         if outcome.status == DeliveryStatus.SENT:
             self.sent.append(delivery_id)
@@ -75,7 +83,8 @@ class Recorder:
         if not self.count:
             return
         now = timezone.now()
-        mine = Delivery.objects.filter(claim_token=self.token, status=DeliveryStatus.PENDING)
+        tokens = [self.token, ""] if self.replay else [self.token]
+        mine = Delivery.objects.filter(claim_token__in=tokens, status=DeliveryStatus.PENDING)
         written_now: Counter[str] = Counter()
         with transaction.atomic():
             burst_lock(self.burst_id)
@@ -135,9 +144,11 @@ class Recorder:
             moved_from_pending(burst_id=self.burst_id, moved=written_now, now=now)
             # Still working on the rest of the chunk: renew the lease, a third of
             # the way through it (renewing every flush rewrote every row each time).
-            if time.monotonic() - self.renewed >= settings.EMAIL_CLAIM_TIMEOUT / 3:
+            if not self.replay and time.monotonic() - self.renewed >= settings.EMAIL_CLAIM_TIMEOUT / 3:
                 mine.update(lease_expires_at=now + timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT))
                 self.renewed = time.monotonic()
+        if self.journal is not None:
+            self.journal.clear()
         self.outcomes.update(written_now)
         self.done += self.count
         self.sent, self.relay_ids, self.others, self.count = [], [], defaultdict(list), 0

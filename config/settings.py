@@ -315,6 +315,9 @@ EMAIL_CHUNK_SIZE = _number("EMAIL_CHUNK_SIZE", 200, minimum=1)
 EMAIL_MAX_ATTEMPTS = _number("EMAIL_MAX_ATTEMPTS", 4, minimum=1)
 EMAIL_RETRY_DELAY = _number("EMAIL_RETRY_DELAY", 60.0, cast=float)
 EMAIL_CLAIM_TIMEOUT = _number("EMAIL_CLAIM_TIMEOUT", 300.0, cast=float, allow_zero=False)
+# Where each chunk journals its outcomes before they reach the database (a local,
+# persistent folder of each worker host; campaigns/engine/journal.py says why).
+EMAIL_JOURNAL_DIR = Path(env.str("EMAIL_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal")))
 EMAIL_PAUSE_AFTER = _number("EMAIL_PAUSE_AFTER", 10, minimum=1)
 # Burst templates render under limits no input can pass (campaigns/templating.py): staff-written
 # templates run in the web process and the workers.

@@ -65,4 +65,5 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpRespon
         html = render_to_string("unavailable.html", {"service": service, "retry_after": RETRY_AFTER})
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(RETRY_AFTER)
+    response._has_been_logged = True  # logged above: not again as django.request's 5xx error
     return response

@@ -182,7 +182,7 @@ class StallProxy:
                         self._forget(pair)
                         return
                     peers[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket cut meanwhile
             self._forget(pair)
 
     def _forget(self, pair: _Pair, *, reset: bool = False) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from campaigns import services
+from common.db import statements_unbounded
 
 
 class Command(BaseCommand):
@@ -21,7 +22,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, bursts: list[int] | None = None, **options) -> None:
-        changes = services.bursts_recount(burst_ids=bursts)
+        # Maintenance run by hand: recounting every delivery of a large deployment (and
+        # waiting for a sending burst's row lock) may take longer than DATABASE_TIMEOUT.
+        with statements_unbounded():
+            changes = services.bursts_recount(burst_ids=bursts)
         for line in changes:
             self.stdout.write(line)
         if changes:

@@ -27,7 +27,10 @@ def create_deliveries(burst_id: int) -> None:
     services.burst_create_deliveries(burst_id=burst_id)
 
 
-@db_task()
+# Retried after a failure (the database or Redis away for a moment): the retry first
+# writes what the failed chunk journaled, then goes on; the periodic recovery is the
+# safety net for longer outages.
+@db_task(retries=3, retry_delay=5)
 def send_chunk(burst_id: int) -> None:
     with heartbeat.busy(burst_id=burst_id):
         services.chunk_process(burst_id=burst_id)

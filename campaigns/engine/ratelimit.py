@@ -9,6 +9,7 @@ which holds for every process on this host.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import tempfile
@@ -16,6 +17,8 @@ import time
 from functools import lru_cache
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 _LUA = """
 local now = redis.call('TIME')
@@ -44,16 +47,30 @@ class RateLimiter:
 
 
 class RedisRateLimiter(RateLimiter):
+    # While Redis is away the chunk waits (its outcomes are journaled, its lease runs
+    # for minutes) rather than giving up its deliveries after a blip.
+    OUTAGE_WAIT = 60.0
+
     def __init__(self, per_second: float, url: str, key: str) -> None:
         import redis
 
         super().__init__(per_second)
-        self.client = redis.Redis.from_url(url)
+        timeout = settings.REDIS_TIMEOUT
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.script = self.client.register_script(_LUA)
         self.key = key
+        self.errors = (redis.ConnectionError, redis.TimeoutError)
 
     def _book(self, count: int) -> float:
-        return float(self.script(keys=[self.key], args=[self.interval, count]))
+        deadline = time.monotonic() + self.OUTAGE_WAIT
+        while True:
+            try:
+                return float(self.script(keys=[self.key], args=[self.interval, count]))
+            except self.errors as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning("rate limit: Redis is not answering (%s); trying again", exc)
+                time.sleep(1.0)
 
 
 class FileRateLimiter(RateLimiter):

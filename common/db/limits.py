@@ -57,6 +57,9 @@ def statements_unbounded(using: str = "default") -> Iterator[None]:
         yield
     finally:
         raw.stall_timeout = previous
+        if not raw.closed and connection.is_usable():
+            with connection.cursor() as cursor:
+                cursor.execute("RESET statement_timeout")  # the session's own, from its options
         try:
             with connection.cursor() as cursor:
                 cursor.execute("RESET statement_timeout")  # back to the value set at connect

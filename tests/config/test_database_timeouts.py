@@ -185,3 +185,28 @@ def test_statements_unbounded_lifts_the_limit_for_a_block_only(pg):
     assert pg.connection.stall_timeout == (
         before or settings.DATABASES["default"]["OPTIONS"]["stall_timeout"]
     )
+
+
+def test_migrate_runs_without_the_statement_limit(pg):
+    from members.management.commands.migrate import Command
+
+    # The project's migrate is Django's, inside statements_unbounded().
+    assert Command.__mro__[1].__module__ == "django.core.management.commands.migrate"
+    seen: list[str] = []
+
+    def record(*args, **kwargs):
+        with pg.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            seen.append(cursor.fetchone()[0])
+
+    from django.core.management.commands import migrate as django_migrate
+
+    original = django_migrate.Command.handle
+    django_migrate.Command.handle = record
+    try:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+    finally:
+        django_migrate.Command.handle = original
+    assert seen == ["0"]

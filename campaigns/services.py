@@ -50,7 +50,16 @@ from campaigns.models import (
 from campaigns.states import BurstAction, burst_action_target
 from campaigns.templating import TemplateProblem
 from campaigns.validation import burst_validate
-from common.errors import Conflict, Forbidden, IllegalState, InvalidInput, NotFound, ServiceError, TooLarge
+from common.errors import (
+    Conflict,
+    Forbidden,
+    IllegalState,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+    TooLarge,
+)
 from members.models import MailingList, Member, Segment, Suppression, SuppressionReason
 from members.services import members_unsubscribe
 
@@ -539,8 +548,18 @@ def burst_transition(*, burst: EmailBurst, action: BurstAction, **changes: Any) 
     return burst
 
 
+def _queue_check() -> None:
+    """Refuse to start what the task queue must carry while it does not answer: the
+    burst would read "sending" with nothing queued until the recovery, minutes later."""
+    from campaigns import tasks
+
+    if not tasks.queue_ping():
+        raise ServiceUnavailable("task queue")
+
+
 def burst_send(*, burst_id: int) -> EmailBurst:
     """Start sending now: validate, create deliveries (or a task that does), enqueue chunks."""
+    _queue_check()
     with transaction.atomic():
         burst = _locked(burst_id)
         # Refused for its state before its content is looked at.
@@ -628,6 +647,7 @@ def burst_pause(*, burst_id: int, reason: str = "Paused by staff", allow_paused:
 
 
 def burst_resume(*, burst_id: int) -> EmailBurst:
+    _queue_check()
     with transaction.atomic():
         burst = _locked(burst_id)
         burst_transition(
@@ -667,6 +687,7 @@ def burst_cancel(*, burst_id: int) -> EmailBurst:
 
 
 def burst_retry(*, burst_id: int, statuses: Iterable[str] = DEFAULT_RETRY_STATUSES) -> int:
+    _queue_check()
     wanted = set(statuses) or set(DEFAULT_RETRY_STATUSES)
     if DeliveryStatus.NOT_FOUND in wanted:
         raise InvalidInput(

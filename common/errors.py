@@ -57,3 +57,13 @@ class Throttled(ServiceError):
     def __init__(self, message: str, wait: int, field: str | None = None) -> None:
         super().__init__(message, field)
         self.wait = wait
+
+
+class ServiceUnavailable(Exception):
+    """A service this needs (the database, the task queue) does not answer: a 503, not a
+    refusal (config/unavailable.py). Raised before anything is changed, so asking again
+    later is safe."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"the {service} is not answering")
+        self.service = service

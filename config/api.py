@@ -37,7 +37,7 @@ from campaigns.api import router as campaigns_router
 from campaigns.engine import smtp_check
 from common.api import ErrorOut, body_size_check, error_status, responses, staff_auth
 from common.db import database_budget
-from common.errors import InvalidInput, ServiceError, Throttled
+from common.errors import InvalidInput, ServiceError, ServiceUnavailable, Throttled
 from config.unavailable import unavailable_response
 from members.api import audiences_router, auth_router, members_router
 from members.services import login_throttle_mode
@@ -170,6 +170,7 @@ def on_bad_body(request: HttpRequest, exc: Exception) -> HttpResponse:
 @api.exception_handler(InterfaceError)
 @api.exception_handler(RedisConnectionError)
 @api.exception_handler(RedisTimeoutError)
+@api.exception_handler(ServiceUnavailable)
 def on_service_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     """PostgreSQL or Redis did not answer in time: 503 naming which, never a 500 (ninja
     would otherwise hand these to Django as unhandled, or print a traceback under DEBUG)."""

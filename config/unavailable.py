@@ -19,18 +19,22 @@ from django.template.loader import render_to_string
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common.errors import ServiceUnavailable
+
 logger = logging.getLogger(__name__)
 
 Service = Literal["database", "task queue"]
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 QUEUE_ERRORS = (RedisConnectionError, RedisTimeoutError)
-UNAVAILABLE_ERRORS = DATABASE_ERRORS + QUEUE_ERRORS
+UNAVAILABLE_ERRORS = (*DATABASE_ERRORS, *QUEUE_ERRORS, ServiceUnavailable)
 # Seconds a client is asked to wait: about what a stalled call costs before it fails.
 RETRY_AFTER = 15
 
 
 def service_of(exc: BaseException) -> Service | None:
     """Which service an error says is unreachable (None: not such an error)."""
+    if isinstance(exc, ServiceUnavailable):
+        return "task queue" if exc.service == "task queue" else "database"
     if isinstance(exc, DATABASE_ERRORS):
         return "database"
     if isinstance(exc, QUEUE_ERRORS):

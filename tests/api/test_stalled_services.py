@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from campaigns.models import BurstStatus
 from tests.api.conftest import access_token
 from tests.stallproxy import StallProxy
 from tests.workers import database_url, wait_for
@@ -225,7 +226,12 @@ def test_it_answers_503_within_the_bounds_while_redis_stalls_and_recovers_withou
         response, seconds = answers["send"]
         assert response.status_code == 503 and seconds < REQUEST_WITHIN, (response.status_code, seconds)
         assert response.json() == {"detail": "The task queue is not answering; try again shortly."}
+        # Refused before anything changed: not "sending" with nothing queued.
+        burst.refresh_from_db()
+        assert burst.status == BurstStatus.DRAFT
 
         proxy.resume()
         wait_for(lambda: health().status_code == 200, timeout=10, what="health back to 200 without a restart")
+        again = requests.post(f"{web.url}/api/email-burst/{burst.pk}/send/", headers=token, timeout=30)
+        assert (again.status_code, again.json()["status"]) == (202, "sending"), again.text
     assert "503, the task queue is not answering" in web.log()

@@ -235,3 +235,37 @@ def test_it_answers_503_within_the_bounds_while_redis_stalls_and_recovers_withou
         again = requests.post(f"{web.url}/api/email-burst/{burst.pk}/send/", headers=token, timeout=30)
         assert (again.status_code, again.json()["status"]) == (202, "sending"), again.text
     assert "503, the task queue is not answering" in web.log()
+
+
+def test_logins_answer_within_10_s_while_redis_stalls_with_the_default_timeouts(
+    require_redis, start_web, staff_user
+):
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # Hashed as the server (default PASSWORD_HASHERS) can check it; this suite hashes fast.
+    staff_user.password = PBKDF2PasswordHasher().encode("staff-pass-1234", "tests-salt", iterations=1000)
+    staff_user.save(update_fields=["password"])
+    target = urlsplit(settings.REDIS_URL)
+    with StallProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
+        web = start_web(REDIS_URL=proxied_redis_url(proxy))
+        proxy.stall()
+        login = f"{web.url}/api/login/"
+        right = {"username": "sam.staff", "password": "staff-pass-1234"}
+        for payload, status in ((right, 200), ({**right, "password": "wrong"}, 401)):
+            response, seconds = timed(lambda p=payload: requests.post(login, json=p, timeout=30))()
+            assert response.status_code == status and seconds < HEALTH_WITHIN, (response.status_code, seconds)
+
+        browser = requests.Session()
+        browser.get(f"{web.url}/admin/login/", timeout=30)
+        response, seconds = timed(
+            lambda: browser.post(
+                f"{web.url}/admin/login/?next=/admin/",
+                data={**right, "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
+                headers={"Referer": f"{web.url}/admin/login/"},
+                allow_redirects=False,
+                timeout=30,
+            )
+        )()
+        assert response.status_code == 302 and seconds < HEALTH_WITHIN, (response.status_code, seconds)
+        assert response.headers["Location"] == "/admin/"
+        proxy.resume()

@@ -62,6 +62,10 @@ def configure_env(port: int, workdir: Path) -> str:
     # The worker runs as the Procfile ships it: no worker settings of the bench's own.
     for name in ("HUEY_WORKER_TYPE", "HUEY_WORKERS", "EMAIL_CHUNK_SIZE"):
         env.pop(name, None)
+    # The bench's own set-up (a million members created and wiped) is maintenance work
+    # beyond DATABASE_TIMEOUT's statement limit; what it measures (the worker, the import)
+    # runs in processes of their own with the shipped default (`shipped_env`).
+    env["DATABASE_TIMEOUT"] = "0"
     if reachable(5432) and reachable(6379) and not env.get("BENCH_EMBEDDED"):
         subprocess.run(
             ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS emailer_bench"],
@@ -79,6 +83,11 @@ def configure_env(port: int, workdir: Path) -> str:
     env["HUEY_SQLITE_PATH"] = str(workdir / "huey.sqlite3")
     env.pop("REDIS_URL", None)
     return "SQLite + huey on SQLite"
+
+
+def shipped_env() -> dict[str, str]:
+    """The environment of a measured process: the bench's, with the shipped DATABASE_TIMEOUT."""
+    return {key: value for key, value in os.environ.items() if key != "DATABASE_TIMEOUT"}
 
 
 def prebuilt_message(i: int) -> bytes:
@@ -233,6 +242,7 @@ def bench_burst(n: int) -> tuple[float, int, int]:
         # The Procfile's worker command, as shipped.
         [sys.executable, "manage.py", "run_huey"],
         cwd=BASE_DIR,
+        env=shipped_env(),
         stdout=open(VAR / "consumer.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -336,6 +346,7 @@ def run_import_members(path: Path) -> tuple[float, int, str]:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "import_members", str(path)],
             cwd=BASE_DIR,
+            env=shipped_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

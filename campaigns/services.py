@@ -466,7 +466,9 @@ def _deliveries_insert(burst: EmailBurst, *, after: int, end: int | None) -> Cou
     # repeat the reason's expression (two suppression look-ups per member).
     select = (
         "SELECT %s, r.r_id, r.r_email, CASE WHEN r.r_reason = '' THEN %s ELSE %s END, r.r_reason, 0, '', %s, %s "
-        f"FROM ({inner}) AS r WHERE true"  # WHERE: SQLite would read ON CONFLICT as a join's ON
+        # WHERE: SQLite would read ON CONFLICT as a join's ON. ORDER BY: deliveries get
+        # their ids, and so are sent, in member order, whatever plan the database picks.
+        f"FROM ({inner}) AS r WHERE true ORDER BY r.r_id"
     )
     stamp = connection.ops.adapt_datetimefield_value(now)  # as the ORM writes it (SQLite: text)
     params = (burst.pk, DeliveryStatus.PENDING, DeliveryStatus.SKIPPED, stamp, stamp, *inner_params)

@@ -91,3 +91,16 @@ def test_creating_deliveries_costs_the_same_queries_for_ten_or_nine_hundred_reci
         return len(ctx.captured_queries)
 
     assert queries_for(10, "ten") == queries_for(900, "many")
+
+
+@pytest.mark.django_db
+def test_deliveries_are_numbered_and_so_sent_in_member_order():
+    members = MemberFactory.create_bulk(30, prefix="o")
+    chosen = [members[i] for i in (29, 3, 17, 0, 11)]  # chosen out of order
+    burst = DraftBurstFactory(subject="News", body="Hello", recipients=chosen)
+    services.burst_create_deliveries(burst_id=burst.pk)
+
+    by_delivery_id = list(
+        Delivery.objects.filter(burst=burst).order_by("pk").values_list("member_id", flat=True)
+    )
+    assert by_delivery_id == sorted(member.pk for member in chosen)

@@ -54,6 +54,10 @@ def sending_burst(members: Iterable[Member], **fields) -> EmailBurst:
     return burst
 
 
+def burst_done(burst_id: int) -> bool:
+    return EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENT).exists()
+
+
 def assert_counters_exact(burst_id: int | None = None) -> None:
     """The counters kept while statuses were written equal a recount: the burst's (or
     every burst's) per status, and the daily outcomes."""

@@ -22,3 +22,10 @@ def engine(settings, smtp_settings, immediate_huey):
     settings.EMAIL_RATE_LIMIT = None
     settings.EMAIL_CHUNK_SIZE = 50
     return smtp_settings
+
+
+@pytest.fixture
+def sink(smtp_server_factory):
+    """A sink for real consumers' bursts: counters only, thousands of messages need
+    not be kept in memory."""
+    return smtp_server_factory(keep_messages=False)

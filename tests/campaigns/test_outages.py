@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import connection
 
 from campaigns import services
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from tests.campaigns.bursts import assert_counters_exact
+from campaigns.models import Delivery, DeliveryStatus, EmailBurst
+from tests.campaigns.bursts import assert_counters_exact, burst_done
 from tests.factories import DraftBurstFactory, MemberFactory
 from tests.stallproxy import StallProxy
 from tests.workers import database_url, wait_for
@@ -25,15 +25,6 @@ from tests.workers import database_url, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TOTAL = 1500
-
-
-@pytest.fixture
-def sink(smtp_server_factory):
-    return smtp_server_factory(keep_messages=False)
-
-
-def burst_done(burst_id: int) -> bool:
-    return EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENT).exists()
 
 
 def via(url: str, proxy: StallProxy) -> str:

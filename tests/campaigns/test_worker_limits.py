@@ -14,8 +14,9 @@ import pytest
 from django.test import Client
 
 from campaigns import services
-from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
+from campaigns.models import Delivery, DeliveryStatus, EmailBurst
 from members.models import Member
+from tests.campaigns.bursts import burst_done
 from tests.factories import MemberFactory
 from tests.workers import wait_for
 
@@ -38,17 +39,8 @@ def members_named(prefix: str, first_names: list[str]) -> list[Member]:
     )
 
 
-def burst_done(burst_id: int) -> bool:
-    return EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENT).exists()
-
-
 def statuses(burst: EmailBurst) -> Counter:
     return Counter(Delivery.objects.filter(burst=burst).values_list("status", flat=True))
-
-
-@pytest.fixture
-def sink(smtp_server_factory):
-    return smtp_server_factory(keep_messages=False)
 
 
 LIMITS = {

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import BurstStatus, Delivery, DeliveryStatus, EmailBurst
-from tests.campaigns.bursts import assert_counters_exact
+from tests.campaigns.bursts import assert_counters_exact, burst_done
 from tests.factories import DraftBurstFactory, MemberFactory
 from tests.workers import wait_for
 
@@ -30,22 +30,12 @@ class EveryoneFactory(DraftBurstFactory):
     html_body = "<p>Dear {{ member.first_name }},</p><p>news.</p>"
 
 
-def burst_done(burst_id: int) -> bool:
-    return EmailBurst.objects.filter(pk=burst_id, status=BurstStatus.SENT).exists()
-
-
 def assert_every_recipient_terminal(burst_id: int, expected: int) -> None:
     rows = Delivery.objects.filter(burst_id=burst_id)
     assert rows.count() == expected
     assert not rows.exclude(status__in=[DeliveryStatus.SENT]).exists(), Counter(
         rows.values_list("status", flat=True)
     )
-
-
-@pytest.fixture
-def sink(smtp_server_factory):
-    # Counters only: thousands of messages need not be kept in memory.
-    return smtp_server_factory(keep_messages=False)
 
 
 def test_two_consumers_never_send_one_delivery_twice(sink, start_consumer):
